@@ -1,0 +1,662 @@
+// Package checks does the OAuth work of one org: obtain a token, introspect
+// it (RFC 7662), confirm it with a resource call, revoke it, and turn what
+// was seen into a bounded outcome with an explanation and a fix. It knows
+// nothing of Prometheus, schedules or alerts.
+package checks
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// DefaultTimeout applies to each request when the target sets none.
+const DefaultTimeout = 10 * time.Second
+
+// discoveryTTL is how long a discovery document is trusted before it is read again.
+const discoveryTTL = time.Hour
+
+// Checker checks one org. It keeps the org's keep-alive HTTP client, the
+// discovered endpoints and, in token_mode reuse, the kept token. Check calls
+// are serialized, so a scheduled run and an on-demand probe never overlap.
+type Checker struct {
+	target  Target
+	client  *http.Client
+	now     func() time.Time
+	timeout time.Duration
+
+	mu sync.Mutex
+	// discovered endpoints and when they were read.
+	discovered   Endpoints
+	discoveredAt time.Time
+	// refreshToken is the current refresh token; rotation replaces it.
+	refreshToken Secret
+	// kept is the token reused across checks in token_mode reuse.
+	kept *keptToken
+	// certExpiry collects the earliest certificate expiry during one check.
+	certExpiry time.Time
+}
+
+type keptToken struct {
+	access string
+	facts  TokenFacts
+}
+
+// Option configures a Checker.
+type Option func(*Checker)
+
+// WithHTTPClient replaces the org's HTTP client (tests; shared transports).
+func WithHTTPClient(c *http.Client) Option { return func(ch *Checker) { ch.client = c } }
+
+// WithClock replaces time.Now for token facts and assertion times.
+func WithClock(now func() time.Time) Option { return func(ch *Checker) { ch.now = now } }
+
+// NewChecker prepares the checks of one org.
+func NewChecker(t Target, opts ...Option) *Checker {
+	c := &Checker{target: t, now: time.Now, timeout: t.Timeout, refreshToken: t.Grant.RefreshToken}
+	if c.timeout <= 0 {
+		c.timeout = DefaultTimeout
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.client == nil {
+		c.client = NewHTTPClient(t.TLS)
+	}
+	return c
+}
+
+// Target returns the target the checker was built from.
+func (c *Checker) Target() Target { return c.target }
+
+// Close revokes a kept token (token_mode reuse) and drops idle connections.
+func (c *Checker) Close(ctx context.Context) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.kept != nil {
+		if ep, err := c.endpoints(ctx); err == nil && ep.Revocation != "" {
+			c.revoke(ctx, ep, c.kept.access)
+		}
+		c.kept = nil
+	}
+	c.client.CloseIdleConnections()
+}
+
+// run is the state of one check in progress.
+type run struct {
+	res     *Result
+	secrets []string
+	ep      Endpoints
+}
+
+func (r *run) add(sr StepResult) *StepResult {
+	r.res.Steps = append(r.res.Steps, sr)
+	return &r.res.Steps[len(r.res.Steps)-1]
+}
+
+// Check runs the whole check once and returns its Result. It never panics
+// and never returns a nil Result; ctx bounds the whole check.
+func (c *Checker) Check(ctx context.Context) (res *Result) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	start := c.now()
+	began := time.Now()
+	r := &run{res: &Result{Org: c.target.Name, Start: start, Token: TokenFacts{Signature: SignatureNotChecked}}}
+	r.secrets = append(r.secrets, c.target.Client.Secret.Reveal(), c.target.Grant.Password.Reveal(),
+		c.target.Grant.RefreshToken.Reveal(), c.refreshToken.Reveal())
+	if ic := c.target.Introspection.Client; ic != nil {
+		r.secrets = append(r.secrets, ic.Secret.Reveal())
+	}
+	c.certExpiry = time.Time{}
+	defer func() {
+		if p := recover(); p != nil {
+			r.res.Outcome = OutcomeInternalError
+			r.res.Explanation = fmt.Sprintf("the check stopped on an internal error (%T); please report it", p)
+			r.res.Fix = "This is a tokenwatch bug; run `tokenwatch diagnose` and report the output."
+		}
+		r.res.Duration = time.Since(began)
+		r.res.TLSCertExpiry = c.certExpiry
+		redact(r.res, r.secrets)
+		res = r.res
+	}()
+	c.check(ctx, r)
+	return r.res
+}
+
+func (c *Checker) check(ctx context.Context, r *run) {
+	ep, err := c.endpoints(ctx)
+	if err != nil {
+		e := asClassified(err, OutcomeDiscoveryFailed)
+		c.conclude(r, e.outcome, "Reading the discovery document failed: "+e.detail+".", "")
+		return
+	}
+	r.ep = ep
+
+	if c.target.TokenMode == TokenModeReuse && c.kept != nil {
+		if c.checkKept(ctx, r) {
+			return
+		}
+	}
+	c.checkFresh(ctx, r)
+}
+
+// checkKept checks the kept token. It reports false when the token died of
+// old age, so the caller mints a new one in the same check.
+func (c *Checker) checkKept(ctx context.Context, r *run) bool {
+	k := c.kept
+	r.secrets = append(r.secrets, k.access)
+	r.res.Token = k.facts
+	r.res.Token.Minted = false
+	r.res.Token.Active = nil
+	r.add(StepResult{Step: StepToken, Outcome: OutcomeOK, Skipped: true,
+		Detail: "reusing the token kept since " + k.facts.IssuedAt.Format(time.RFC3339) + " (token_mode reuse)"})
+	in := c.introspect(ctx, r, k.access)
+	pr := c.probe(ctx, r, k.access)
+	dead := probeRejected(pr) && (in == nil || !in.active) || (in != nil && !in.active && pr.Skipped)
+	if dead {
+		c.kept = nil
+		if !k.facts.Expiry.IsZero() && c.now().Before(k.facts.Expiry.Add(-30*time.Second)) {
+			c.conclude(r, OutcomeTokenInvalidatedEarly, fmt.Sprintf(
+				"The kept token stopped working %s before the exp (%s) that introspection last reported: "+
+					"it was revoked or its session ended early.", k.facts.Expiry.Sub(c.now()).Round(time.Second), k.facts.Expiry.Format(time.RFC3339)), "")
+			return true
+		}
+		// Died of old age: start over with a new token and show that check.
+		r.res.Steps = nil
+		r.res.Token = TokenFacts{Signature: SignatureNotChecked}
+		return false
+	}
+	if in != nil && in.active {
+		c.kept.facts = r.res.Token
+	}
+	r.add(StepResult{Step: StepRevoke, Outcome: OutcomeOK, Skipped: true, Detail: "token kept for reuse (token_mode reuse)"})
+	c.verdict(r, in, pr)
+	return true
+}
+
+func (c *Checker) checkFresh(ctx context.Context, r *run) {
+	tok, ok := c.obtain(ctx, r)
+	if !ok {
+		return
+	}
+	in := c.introspect(ctx, r, tok.accessToken)
+	pr := c.probe(ctx, r, tok.accessToken)
+	alive := !(probeRejected(pr) || (in != nil && !in.active))
+	if c.target.TokenMode == TokenModeReuse && alive {
+		c.kept = &keptToken{access: tok.accessToken, facts: r.res.Token}
+		r.add(StepResult{Step: StepRevoke, Outcome: OutcomeOK, Skipped: true, Detail: "token kept for reuse (token_mode reuse)"})
+	} else if r.ep.Revocation == "" {
+		r.add(StepResult{Step: StepRevoke, Outcome: OutcomeOK, Skipped: true,
+			Detail: "no revocation endpoint known; the minted token lives until it expires"})
+	} else {
+		r.add(c.revoke(ctx, r.ep, tok.accessToken))
+	}
+	c.verdict(r, in, pr)
+}
+
+// obtain runs the token step and records the token facts.
+func (c *Checker) obtain(ctx context.Context, r *run) (*tokenResponse, bool) {
+	rq, err := c.tokenRequest(r.ep.Token)
+	if err != nil {
+		r.add(StepResult{Step: StepToken, Method: http.MethodPost, URL: displayURL(r.ep.Token), Outcome: OutcomeInternalError, Detail: err.Error()})
+		c.conclude(r, OutcomeInternalError, "Building the token request failed: "+err.Error()+".", "")
+		return nil, false
+	}
+	if a := rq.form.Get("assertion"); a != "" {
+		r.secrets = append(r.secrets, a)
+	}
+	if a := rq.form.Get("client_assertion"); a != "" {
+		r.secrets = append(r.secrets, a)
+	}
+	resp, sr, err := c.do(ctx, rq)
+	step := r.add(sr)
+	if err != nil {
+		e := asClassified(err, OutcomeConnectError)
+		c.conclude(r, e.outcome, "The token request failed: "+e.detail+".", "")
+		return nil, false
+	}
+	skew := serverSkew(resp, c.now())
+	r.res.Token.ClockSkew = skew
+	if e := classifyHTTP(resp); e != nil {
+		step.Outcome, step.Detail = e.outcome, e.detail
+		c.conclude(r, e.outcome, "The token endpoint "+e.detail+".", "")
+		return nil, false
+	}
+	if oe := parseOAuthError(resp.body); oe != nil || resp.status >= 400 {
+		o := c.classifyTokenError(resp.status, oe, skew)
+		detail := fmt.Sprintf("answered %d", resp.status)
+		if oe != nil {
+			detail += ": " + oe.String()
+		}
+		step.Outcome, step.Detail = o, detail
+		c.conclude(r, o, "The token endpoint "+detail+".", tokenErrorFix(c.target, o, oe))
+		return nil, false
+	}
+	tok, err := parseTokenResponse(resp.body)
+	if err != nil {
+		step.Outcome, step.Detail = OutcomeMalformedResponse, err.Error()
+		c.conclude(r, OutcomeMalformedResponse, fmt.Sprintf("The token endpoint answered %d but %s.", resp.status, err), "")
+		return nil, false
+	}
+	r.secrets = append(r.secrets, tok.accessToken, tok.refreshToken)
+	if tok.refreshToken != "" && c.target.Grant.Type == GrantRefreshToken {
+		// Rotation: the old refresh token is dead now; keep the new one.
+		c.refreshToken = Secret(tok.refreshToken)
+	}
+	f := &r.res.Token
+	f.Minted = true
+	f.TokenType = tok.tokenType
+	f.Scope = tok.scope
+	f.InstanceURL = tok.instanceURL
+	f.IssuedAt = tok.issuedAt
+	if f.IssuedAt.IsZero() {
+		f.IssuedAt = c.now().UTC()
+	}
+	if tok.expiresIn > 0 {
+		f.Expiry = f.IssuedAt.Add(tok.expiresIn)
+		f.ExpirySource = "expires_in"
+	}
+	if claims := jwtClaims(tok.accessToken); claims != nil {
+		if exp := epoch(claims, "exp"); !exp.IsZero() {
+			f.Expiry, f.ExpirySource = exp, "jwt"
+		}
+		if iat := epoch(claims, "iat"); !iat.IsZero() {
+			f.IssuedAt = iat
+		}
+		if f.Subject == "" {
+			f.Subject = str(claims, "sub")
+		}
+	}
+	if tok.id != "" && f.Subject == "" {
+		f.Subject = tok.id
+	}
+	f.Signature = c.verifySignature(tok)
+	step.Detail = "token obtained" + describeToken(tok)
+	return tok, true
+}
+
+func describeToken(tok *tokenResponse) string {
+	var parts []string
+	if tok.tokenType != "" {
+		parts = append(parts, "token_type "+tok.tokenType)
+	}
+	if tok.expiresIn > 0 {
+		parts = append(parts, "expires_in "+tok.expiresIn.String())
+	} else {
+		parts = append(parts, "no expires_in")
+	}
+	if tok.issuedAtRaw != "" {
+		parts = append(parts, "issued_at "+tok.issuedAtRaw)
+	}
+	if tok.refreshToken != "" {
+		parts = append(parts, "a new refresh token")
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// verifySignature checks Salesforce's HMAC-SHA256(id + issued_at) with the client secret.
+func (c *Checker) verifySignature(tok *tokenResponse) string {
+	if !c.target.VerifySignature || c.target.Client.Secret == "" {
+		return SignatureNotChecked
+	}
+	if tok.signature == "" || tok.id == "" || tok.issuedAtRaw == "" {
+		return SignatureAbsent
+	}
+	m := hmac.New(sha256.New, []byte(c.target.Client.Secret.Reveal()))
+	m.Write([]byte(tok.id + tok.issuedAtRaw))
+	want := base64.StdEncoding.EncodeToString(m.Sum(nil))
+	if hmac.Equal([]byte(want), []byte(tok.signature)) {
+		return SignatureValid
+	}
+	return SignatureMismatch
+}
+
+func (c *Checker) classifyTokenError(status int, oe *oauthError, skew time.Duration) Outcome {
+	code, desc := "", ""
+	if oe != nil {
+		code, desc = oe.Code, strings.ToUpper(oe.Description)
+	}
+	switch {
+	case code == "rate_limit_exceeded" || strings.Contains(desc, "LOGIN_RATE_EXCEEDED") || strings.Contains(desc, "REQUEST_LIMIT_EXCEEDED"):
+		return OutcomeRateLimited
+	case code == "invalid_client" || code == "invalid_client_id" || code == "invalid_client_credentials" || code == "unauthorized_client":
+		return OutcomeClientRejected
+	case code == "" && status == http.StatusUnauthorized:
+		return OutcomeClientRejected
+	case code == "invalid_grant" && usesAssertion(c.target) && absDuration(skew) > maxSkew:
+		return OutcomeClockSkew
+	}
+	return OutcomeGrantRejected
+}
+
+const maxSkew = 60 * time.Second
+
+func usesAssertion(t Target) bool {
+	return t.Grant.Type == GrantJWTBearer || t.Client.AuthMethod == AuthPrivateKeyJWT
+}
+
+func absDuration(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
+}
+
+// serverSkew compares the server's Date header with local time.
+func serverSkew(resp *response, now time.Time) time.Duration {
+	d, err := http.ParseTime(resp.header.Get("Date"))
+	if err != nil {
+		return 0
+	}
+	skew := d.Sub(now).Truncate(time.Second)
+	if absDuration(skew) < 2*time.Second {
+		return 0 // Date has one-second resolution
+	}
+	return skew
+}
+
+// introspect asks the introspection endpoint about the token. It returns nil
+// when there is no answer to interpret (skipped or failed; the step says which).
+func (c *Checker) introspect(ctx context.Context, r *run, token string) *introspection {
+	if r.ep.Introspection == "" {
+		r.add(StepResult{Step: StepIntrospect, Outcome: OutcomeOK, Skipped: true,
+			Detail: "no introspection endpoint known (set introspection_url or discovery_url)"})
+		return nil
+	}
+	cl := c.target.Client
+	if c.target.Introspection.Client != nil {
+		cl = *c.target.Introspection.Client
+	}
+	rq := request{step: StepIntrospect, method: http.MethodPost, url: r.ep.Introspection,
+		form: url.Values{"token": {token}}, sent: []string{"token"}, credentials: true}
+	if h := c.target.Introspection.TokenTypeHint; h != "" {
+		rq.form.Set("token_type_hint", h)
+		rq.sent = append(rq.sent, "token_type_hint="+h)
+	}
+	if err := c.authenticate(&rq, &cl, r.ep.Token); err != nil {
+		r.add(StepResult{Step: StepIntrospect, Method: http.MethodPost, URL: displayURL(r.ep.Introspection), Outcome: OutcomeInternalError, Detail: err.Error()})
+		return nil
+	}
+	if a := rq.form.Get("client_assertion"); a != "" {
+		r.secrets = append(r.secrets, a)
+	}
+	resp, sr, err := c.do(ctx, rq)
+	step := r.add(sr)
+	if err != nil {
+		return nil
+	}
+	if e := classifyHTTP(resp); e != nil {
+		step.Outcome, step.Detail = e.outcome, e.detail
+		return nil
+	}
+	oe := parseOAuthError(resp.body)
+	switch {
+	case resp.status == http.StatusUnauthorized || resp.status == http.StatusForbidden ||
+		(oe != nil && (oe.Code == "invalid_client" || oe.Code == "invalid_client_id" || oe.Code == "unauthorized_client")):
+		step.Outcome = OutcomeIntrospectionUnauthorized
+		step.Detail = fmt.Sprintf("answered %d", resp.status)
+		if oe != nil {
+			step.Detail += ": " + oe.String()
+		}
+		return nil
+	case oe != nil || resp.status >= 400:
+		step.Outcome = OutcomeIntrospectionError
+		step.Detail = fmt.Sprintf("answered %d", resp.status)
+		if oe != nil {
+			step.Detail += ": " + oe.String()
+		}
+		return nil
+	}
+	in, err := parseIntrospection(resp.body)
+	if err != nil {
+		step.Outcome, step.Detail = OutcomeMalformedResponse, fmt.Sprintf("answered %d but %s", resp.status, err)
+		return nil
+	}
+	f := &r.res.Token
+	active := in.active
+	f.Active = &active
+	if !in.active {
+		step.Detail = `answered {"active": false}`
+		return in
+	}
+	if !in.exp.IsZero() {
+		f.Expiry, f.ExpirySource = in.exp, "introspection"
+	}
+	if !in.iat.IsZero() {
+		f.IssuedAt = in.iat
+	}
+	f.NotBefore = in.nbf
+	if in.scope != "" {
+		f.Scope = in.scope
+	}
+	if in.username != "" {
+		f.Username = in.username
+	}
+	if in.subject != "" {
+		f.Subject = in.subject
+	}
+	if in.clientID != "" {
+		f.ClientID = in.clientID
+	}
+	if in.tokenType != "" {
+		f.TokenType = in.tokenType
+	}
+	step.Detail = "answered active: true" + describeIntrospection(in)
+	return in
+}
+
+func describeIntrospection(in *introspection) string {
+	var parts []string
+	if !in.exp.IsZero() {
+		parts = append(parts, "exp "+in.exp.Format(time.RFC3339))
+	}
+	if in.tokenType != "" {
+		parts = append(parts, "token_type "+in.tokenType)
+	}
+	if in.scope == "" {
+		parts = append(parts, "no scope")
+	}
+	if in.clientID == "" {
+		parts = append(parts, "no client_id")
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// probe calls the resource with the token as Bearer: the second witness.
+func (c *Checker) probe(ctx context.Context, r *run, token string) StepResult {
+	target := c.target.Probe
+	switch target {
+	case ProbeNone:
+		sr := r.add(StepResult{Step: StepProbe, Outcome: OutcomeOK, Skipped: true, Detail: "probe: none"})
+		return *sr
+	case ProbeUserinfo, "":
+		target = r.ep.Userinfo
+		if target == "" {
+			sr := r.add(StepResult{Step: StepProbe, Outcome: OutcomeOK, Skipped: true, Detail: "no userinfo endpoint known (set userinfo_url or probe)"})
+			return *sr
+		}
+	}
+	rq := request{step: StepProbe, method: http.MethodGet, url: target,
+		header: http.Header{"Authorization": {"Bearer " + token}}, sent: []string{"Authorization: Bearer (the token)"}, credentials: true}
+	resp, sr, err := c.do(ctx, rq)
+	step := r.add(sr)
+	if err != nil {
+		return *step
+	}
+	if e := classifyHTTP(resp); e != nil {
+		step.Outcome, step.Detail = e.outcome, e.detail
+		return *step
+	}
+	if resp.status >= 400 {
+		step.Outcome = OutcomeResourceRejected
+		step.Detail = fmt.Sprintf("answered %d", resp.status) + rejection(resp)
+		return *step
+	}
+	step.Detail = fmt.Sprintf("answered %d: the token works", resp.status)
+	if m, err := object(resp.body); err == nil {
+		if u := str(m, "preferred_username"); u != "" && r.res.Token.Username == "" {
+			r.res.Token.Username = u
+		}
+	}
+	return *step
+}
+
+// rejection says why a resource refused a token, from WWW-Authenticate or the body.
+func rejection(resp *response) string {
+	if oe := parseOAuthError(resp.body); oe != nil {
+		return ": " + oe.String()
+	}
+	if h := resp.header.Get("WWW-Authenticate"); h != "" {
+		return ": WWW-Authenticate " + truncate(h, 200)
+	}
+	if s := strings.TrimSpace(string(resp.body)); s != "" && !strings.ContainsAny(s, "\n{[<") {
+		return ": " + truncate(s, 120)
+	}
+	return ""
+}
+
+// probeRejected reports whether the resource refused the token (not a transport failure).
+func probeRejected(sr StepResult) bool {
+	return sr.Outcome == OutcomeResourceRejected
+}
+
+// revoke revokes the token (RFC 7009; Salesforce's variant answers 400 invalid_token for dead tokens).
+func (c *Checker) revoke(ctx context.Context, ep Endpoints, token string) StepResult {
+	rq := request{step: StepRevoke, method: http.MethodPost, url: ep.Revocation,
+		form: url.Values{"token": {token}, "token_type_hint": {"access_token"}}, sent: []string{"token", "token_type_hint=access_token"}, credentials: true}
+	cl := c.target.Client
+	if err := c.authenticate(&rq, &cl, ep.Token); err != nil {
+		return StepResult{Step: StepRevoke, Method: http.MethodPost, URL: displayURL(ep.Revocation), Outcome: OutcomeInternalError, Detail: err.Error()}
+	}
+	resp, sr, err := c.do(ctx, rq)
+	if err != nil {
+		return sr
+	}
+	if e := classifyHTTP(resp); e != nil {
+		sr.Outcome, sr.Detail = e.outcome, e.detail
+		return sr
+	}
+	oe := parseOAuthError(resp.body)
+	switch {
+	case resp.status < 300 && oe == nil:
+		sr.Detail = fmt.Sprintf("answered %d: revoked", resp.status)
+	case oe != nil && oe.Code == "invalid_token":
+		// oauth-reference D18: Salesforce says 400 invalid_token for a token already dead.
+		sr.Detail = fmt.Sprintf("answered %d invalid_token: the token was already invalid", resp.status)
+	default:
+		sr.Outcome = OutcomeRevokeFailed
+		if resp.status == http.StatusUnauthorized || (oe != nil && strings.HasPrefix(oe.Code, "invalid_client")) {
+			sr.Outcome = OutcomeClientRejected
+		}
+		sr.Detail = fmt.Sprintf("answered %d", resp.status)
+		if oe != nil {
+			sr.Detail += ": " + oe.String()
+		}
+	}
+	return sr
+}
+
+// endpoints resolves the org's endpoints: explicit URLs win over the
+// provider preset, which wins over discovery.
+func (c *Checker) endpoints(ctx context.Context) (Endpoints, error) {
+	t := c.target
+	ep := t.Endpoints
+	if t.Provider == ProviderSalesforce && t.URL != "" {
+		base := strings.TrimRight(t.URL, "/")
+		fill(&ep.Token, base+"/services/oauth2/token")
+		fill(&ep.Introspection, base+"/services/oauth2/introspect")
+		fill(&ep.Revocation, base+"/services/oauth2/revoke")
+		fill(&ep.Userinfo, base+"/services/oauth2/userinfo")
+	}
+	complete := ep.Token != "" && ep.Introspection != "" && ep.Revocation != "" && (ep.Userinfo != "" || t.Probe != ProbeUserinfo)
+	if t.DiscoveryURL == "" || complete {
+		if ep.Token == "" {
+			return ep, classify(OutcomeDiscoveryFailed, "no token endpoint: set token_url or discovery_url")
+		}
+		return ep, nil
+	}
+	if c.discoveredAt.IsZero() || c.now().Sub(c.discoveredAt) > discoveryTTL {
+		d, err := c.discover(ctx)
+		if err != nil {
+			return ep, err
+		}
+		c.discovered, c.discoveredAt = d, c.now()
+	}
+	fill(&ep.Token, c.discovered.Token)
+	fill(&ep.Introspection, c.discovered.Introspection)
+	fill(&ep.Revocation, c.discovered.Revocation)
+	fill(&ep.Userinfo, c.discovered.Userinfo)
+	if ep.Token == "" {
+		return ep, classify(OutcomeDiscoveryFailed, "the discovery document at %s names no token_endpoint; set token_url", displayURL(t.DiscoveryURL))
+	}
+	return ep, nil
+}
+
+func fill(dst *string, v string) {
+	if *dst == "" {
+		*dst = v
+	}
+}
+
+// discover reads an RFC 8414 / OpenID Connect discovery document.
+func (c *Checker) discover(ctx context.Context) (Endpoints, error) {
+	resp, _, err := c.do(ctx, request{step: "discovery", method: http.MethodGet, url: c.target.DiscoveryURL})
+	where := displayURL(c.target.DiscoveryURL)
+	if err != nil {
+		e := asClassified(err, OutcomeDiscoveryFailed)
+		return Endpoints{}, classify(e.outcome, "%s: %s", where, e.detail)
+	}
+	if e := classifyHTTP(resp); e != nil {
+		return Endpoints{}, classify(OutcomeDiscoveryFailed, "%s %s", where, e.detail)
+	}
+	if resp.status != http.StatusOK {
+		return Endpoints{}, classify(OutcomeDiscoveryFailed, "%s answered %d", where, resp.status)
+	}
+	m, err := object(resp.body)
+	if err != nil {
+		return Endpoints{}, classify(OutcomeDiscoveryFailed, "%s: %s", where, err)
+	}
+	return Endpoints{
+		Token:         str(m, "token_endpoint"),
+		Introspection: str(m, "introspection_endpoint"),
+		Revocation:    str(m, "revocation_endpoint"),
+		Userinfo:      str(m, "userinfo_endpoint"),
+	}, nil
+}
+
+func asClassified(err error, fallback Outcome) *classified {
+	if e, ok := err.(*classified); ok {
+		return e
+	}
+	return &classified{outcome: fallback, detail: err.Error()}
+}
+
+// redact removes every credential and token of this check from the result's
+// text, in case a server echoed one back.
+func redact(res *Result, secrets []string) {
+	var pairs []string
+	for _, s := range secrets {
+		if len(s) >= 4 {
+			pairs = append(pairs, s, "<redacted>")
+		}
+	}
+	if len(pairs) == 0 {
+		return
+	}
+	rep := strings.NewReplacer(pairs...)
+	res.Explanation = rep.Replace(res.Explanation)
+	res.Fix = rep.Replace(res.Fix)
+	for i := range res.Steps {
+		res.Steps[i].Detail = rep.Replace(res.Steps[i].Detail)
+	}
+}

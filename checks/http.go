@@ -1,0 +1,371 @@
+package checks
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// MaxBodyBytes bounds every response body read; a larger answer is malformed.
+const MaxBodyBytes = 1 << 20
+
+const userAgent = "tokenwatch"
+
+// NewHTTPClient builds the keep-alive client one org uses for all its checks.
+// Redirects are never followed for requests that carry credentials in a body
+// (POST), and GET redirects are followed only to the same scheme and host, so
+// credentials never reach another host.
+func NewHTTPClient(tlsConfig *tls.Config) *http.Client {
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       tlsConfig,
+		TLSHandshakeTimeout:   10 * time.Second,
+		MaxIdleConns:          4,
+		MaxIdleConnsPerHost:   4,
+		IdleConnTimeout:       5 * time.Minute,
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     true,
+	}
+	return &http.Client{
+		Transport: tr,
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			first := via[0]
+			if first.Method != http.MethodGet || len(via) >= 3 ||
+				req.URL.Scheme != first.URL.Scheme || req.URL.Host != first.URL.Host {
+				return http.ErrUseLastResponse
+			}
+			return nil
+		},
+	}
+}
+
+// request is one HTTP exchange of a check.
+type request struct {
+	step   Step
+	method string
+	url    string
+	form   url.Values
+	header http.Header
+	// sent names what goes out, values withheld except where harmless.
+	sent []string
+	// credentials marks requests that carry a secret or a token; they are
+	// refused over plain http to a non-loopback host.
+	credentials bool
+}
+
+// response is what came back, body already read (bounded).
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// classified is an error with the outcome it maps to and a credential-free detail.
+type classified struct {
+	outcome Outcome
+	detail  string
+}
+
+func (c *classified) Error() string { return string(c.outcome) + ": " + c.detail }
+
+func classify(o Outcome, format string, args ...any) *classified {
+	return &classified{outcome: o, detail: fmt.Sprintf(format, args...)}
+}
+
+// do sends one request with a per-request deadline and returns the response
+// and the step's timing record. A transport failure comes back as a
+// *classified error; HTTP statuses are left to the caller.
+func (c *Checker) do(ctx context.Context, rq request) (*response, StepResult, error) {
+	sr := StepResult{Step: rq.step, Method: rq.method, URL: displayURL(rq.url), Sent: rq.sent, Outcome: OutcomeOK}
+	u, err := url.Parse(rq.url)
+	if err != nil || u.Host == "" {
+		e := classify(OutcomeInternalError, "endpoint URL %q is not an absolute URL", displayURL(rq.url))
+		sr.Outcome, sr.Detail = e.outcome, e.detail
+		return nil, sr, e
+	}
+	if rq.credentials && u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		e := classify(OutcomeInsecureEndpoint, "refused to send credentials over plain http to %s; use https", u.Host)
+		sr.Outcome, sr.Detail = e.outcome, e.detail
+		return nil, sr, e
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		e := classify(OutcomeInternalError, "endpoint URL scheme %q is not http or https", u.Scheme)
+		sr.Outcome, sr.Detail = e.outcome, e.detail
+		return nil, sr, e
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	var body io.Reader
+	if rq.form != nil {
+		body = strings.NewReader(rq.form.Encode())
+	}
+	req, err := http.NewRequestWithContext(ctx, rq.method, rq.url, body)
+	if err != nil {
+		e := classify(OutcomeInternalError, "building the %s request failed", rq.step)
+		sr.Outcome, sr.Detail = e.outcome, e.detail
+		return nil, sr, e
+	}
+	for k, v := range rq.header {
+		req.Header[k] = v
+	}
+	if rq.form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if req.Header.Get("Accept") == "" {
+		req.Header.Set("Accept", "application/json")
+	}
+	req.Header.Set("User-Agent", userAgent)
+
+	tr := &phaseTrace{}
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), tr.clientTrace()))
+	start := time.Now()
+	tr.start = start
+	resp, err := c.client.Do(req)
+	if err != nil {
+		sr.Duration = time.Since(start)
+		sr.Phases = tr.phases(time.Now())
+		e := classifyTransport(err)
+		sr.Outcome, sr.Detail = e.outcome, e.detail
+		return nil, sr, e
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxBodyBytes+1))
+	end := time.Now()
+	sr.Duration = end.Sub(start)
+	sr.Phases = tr.phases(end)
+	sr.Status = resp.StatusCode
+	c.noteTLS(resp.TLS)
+	if err != nil {
+		e := classifyTransport(err)
+		sr.Outcome, sr.Detail = e.outcome, "reading the answer: "+e.detail
+		return nil, sr, &classified{outcome: e.outcome, detail: sr.Detail}
+	}
+	if len(data) > MaxBodyBytes {
+		e := classify(OutcomeMalformedResponse, "answer body exceeds %d bytes; not read further", MaxBodyBytes)
+		sr.Outcome, sr.Detail = e.outcome, e.detail
+		return nil, sr, e
+	}
+	return &response{status: resp.StatusCode, header: resp.Header, body: data}, sr, nil
+}
+
+// noteTLS keeps the earliest certificate expiry seen during the current check.
+func (c *Checker) noteTLS(cs *tls.ConnectionState) {
+	if cs == nil {
+		return
+	}
+	for _, cert := range cs.PeerCertificates {
+		if c.certExpiry.IsZero() || cert.NotAfter.Before(c.certExpiry) {
+			c.certExpiry = cert.NotAfter
+		}
+	}
+}
+
+// phaseTrace records httptrace events of one request, as blackbox_exporter does.
+type phaseTrace struct {
+	start, dnsStart, dnsDone, connStart, connDone, tlsStart, tlsDone, wrote, firstByte time.Time
+}
+
+func (t *phaseTrace) clientTrace() *httptrace.ClientTrace {
+	return &httptrace.ClientTrace{
+		DNSStart:             func(httptrace.DNSStartInfo) { t.dnsStart = time.Now() },
+		DNSDone:              func(httptrace.DNSDoneInfo) { t.dnsDone = time.Now() },
+		ConnectStart:         func(string, string) { t.connStart = time.Now() },
+		ConnectDone:          func(string, string, error) { t.connDone = time.Now() },
+		TLSHandshakeStart:    func() { t.tlsStart = time.Now() },
+		TLSHandshakeDone:     func(tls.ConnectionState, error) { t.tlsDone = time.Now() },
+		WroteRequest:         func(httptrace.WroteRequestInfo) { t.wrote = time.Now() },
+		GotFirstResponseByte: func() { t.firstByte = time.Now() },
+	}
+}
+
+func span(from, to time.Time) time.Duration {
+	if from.IsZero() || to.IsZero() || to.Before(from) {
+		return 0
+	}
+	return to.Sub(from)
+}
+
+func (t *phaseTrace) phases(end time.Time) Phases {
+	p := Phases{
+		Resolve: span(t.dnsStart, t.dnsDone),
+		Connect: span(t.connStart, t.connDone),
+		TLS:     span(t.tlsStart, t.tlsDone),
+	}
+	if !t.wrote.IsZero() {
+		if !t.firstByte.IsZero() {
+			p.Processing = span(t.wrote, t.firstByte)
+			p.Transfer = span(t.firstByte, end)
+		} else {
+			p.Processing = span(t.wrote, end)
+		}
+	}
+	return p
+}
+
+// classifyTransport maps a client error to an outcome (oauth-reference D1-D3).
+func classifyTransport(err error) *classified {
+	var dnsErr *net.DNSError
+	var certErr *tls.CertificateVerificationError
+	var unknownAuth x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var invalidCert x509.CertificateInvalidError
+	var recordErr tls.RecordHeaderError
+	var alertErr tls.AlertError
+	switch {
+	case errors.As(err, &dnsErr):
+		if dnsErr.IsNotFound {
+			return classify(OutcomeDNSError, "host %q not found", dnsErr.Name)
+		}
+		if dnsErr.IsTimeout {
+			return classify(OutcomeDNSError, "resolving %q timed out", dnsErr.Name)
+		}
+		return classify(OutcomeDNSError, "resolving %q failed", dnsErr.Name)
+	case errors.Is(err, context.DeadlineExceeded) || os.IsTimeout(err):
+		return classify(OutcomeTimeout, "no complete answer within the timeout")
+	case errors.Is(err, context.Canceled):
+		return classify(OutcomeTimeout, "check cancelled before the answer came")
+	case errors.As(err, &certErr), errors.As(err, &unknownAuth), errors.As(err, &hostErr), errors.As(err, &invalidCert):
+		return classify(OutcomeTLSError, "certificate verification failed: %s", tlsReason(err))
+	case errors.As(err, &recordErr):
+		return classify(OutcomeTLSError, "the server did not answer TLS (is it plain http?)")
+	case errors.As(err, &alertErr):
+		return classify(OutcomeTLSError, "TLS handshake failed: %s", alertErr.Error())
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return classify(OutcomeConnectError, "connection refused")
+	case errors.Is(err, syscall.ECONNRESET):
+		return classify(OutcomeConnectError, "connection reset by the server")
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return classify(OutcomeConnectError, "the server closed the connection without a complete answer")
+	case strings.Contains(err.Error(), "tls:"):
+		return classify(OutcomeTLSError, "TLS handshake failed")
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) {
+		return classify(OutcomeConnectError, "%s failed: %s", opErr.Op, errnoText(opErr.Err))
+	}
+	return classify(OutcomeConnectError, "request failed: %s", errnoText(err))
+}
+
+// tlsReason names the certificate problem without echoing the whole chain.
+func tlsReason(err error) string {
+	var unknownAuth x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var invalidCert x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &unknownAuth):
+		return "signed by an unknown authority (set tls.ca_file)"
+	case errors.As(err, &hostErr):
+		return "the certificate is not valid for " + hostErr.Host + " (check the URL or tls.server_name)"
+	case errors.As(err, &invalidCert):
+		if invalidCert.Reason == x509.Expired {
+			return "the certificate has expired or is not yet valid"
+		}
+		return "the certificate is invalid"
+	}
+	return "invalid certificate"
+}
+
+// errnoText strips the URL from a *url.Error so no query string can leak.
+func errnoText(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return err.Error()
+}
+
+// displayURL drops userinfo, query and fragment before a URL is shown anywhere.
+func displayURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.User = nil
+	u.RawQuery = ""
+	u.ForceQuery = false
+	u.Fragment = ""
+	return u.String()
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// classifyHTTP covers the answers that mean the same whatever the endpoint:
+// redirects, rate limits, HTML pages and 5xx (oauth-reference D4-D6, D13).
+// It returns nil when the caller should interpret the answer itself.
+func classifyHTTP(r *response) *classified {
+	switch {
+	case r.status >= 300 && r.status < 400:
+		loc := r.header.Get("Location")
+		if loc == "" {
+			return classify(OutcomeRedirect, "answered %d without a Location", r.status)
+		}
+		return classify(OutcomeRedirect, "answered %d, redirecting to %s; credentials are not forwarded, point the config at the final URL", r.status, displayURL(loc))
+	case r.status == http.StatusTooManyRequests:
+		return classify(OutcomeRateLimited, "answered 429 Too Many Requests%s", retryAfter(r))
+	case isHTML(r):
+		return classify(OutcomeProviderDown, "answered %d with an HTML page (%s) instead of JSON", r.status, htmlTitle(r.body))
+	case r.status >= 500:
+		if oe := parseOAuthError(r.body); oe != nil {
+			return classify(OutcomeServerError, "answered %d: %s%s", r.status, oe, retryAfter(r))
+		}
+		return classify(OutcomeServerError, "answered %d%s", r.status, retryAfter(r))
+	}
+	return nil
+}
+
+func retryAfter(r *response) string {
+	if v := r.header.Get("Retry-After"); v != "" {
+		return " (Retry-After: " + truncate(v, 40) + ")"
+	}
+	return ""
+}
+
+func isHTML(r *response) bool {
+	if mt, _, err := mime.ParseMediaType(r.header.Get("Content-Type")); err == nil && (mt == "text/html" || mt == "application/xhtml+xml") {
+		return true
+	}
+	return bytes.HasPrefix(bytes.TrimSpace(r.body), []byte("<"))
+}
+
+// htmlTitle returns the page title, which names maintenance pages well.
+func htmlTitle(body []byte) string {
+	lower := bytes.ToLower(body)
+	i := bytes.Index(lower, []byte("<title>"))
+	if i < 0 {
+		return "no title"
+	}
+	rest := body[i+len("<title>"):]
+	j := bytes.Index(bytes.ToLower(rest), []byte("</title>"))
+	if j < 0 {
+		return "no title"
+	}
+	return fmt.Sprintf("title %q", truncate(strings.TrimSpace(string(rest[:j])), 80))
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,234 @@
+package checks
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// oauthError is an RFC 6749 §5.2 error body.
+type oauthError struct {
+	Code        string
+	Description string
+}
+
+func (e *oauthError) String() string {
+	if e.Description == "" {
+		return e.Code
+	}
+	return e.Code + " (" + truncate(e.Description, 200) + ")"
+}
+
+// parseOAuthError reads {"error": ..., "error_description": ...}, or
+// Salesforce's resource error array [{"errorCode": ..., "message": ...}].
+func parseOAuthError(body []byte) *oauthError {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return nil
+	}
+	if body[0] == '[' {
+		var arr []map[string]any
+		if json.Unmarshal(body, &arr) == nil && len(arr) > 0 {
+			code, _ := arr[0]["errorCode"].(string)
+			msg, _ := arr[0]["message"].(string)
+			if code != "" {
+				return &oauthError{Code: code, Description: msg}
+			}
+		}
+		return nil
+	}
+	var m map[string]any
+	if json.Unmarshal(body, &m) != nil {
+		return nil
+	}
+	code, _ := m["error"].(string)
+	if code == "" {
+		return nil
+	}
+	desc, _ := m["error_description"].(string)
+	return &oauthError{Code: code, Description: desc}
+}
+
+// object decodes a JSON object, keeping numbers exact.
+func object(body []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		if len(bytes.TrimSpace(body)) == 0 {
+			return nil, fmt.Errorf("empty body")
+		}
+		return nil, fmt.Errorf("not a JSON object: %w", err)
+	}
+	if m == nil {
+		return nil, fmt.Errorf("JSON null instead of an object")
+	}
+	return m, nil
+}
+
+// str reads a string member; JSON null and absence give "".
+func str(m map[string]any, key string) string {
+	switch v := m[key].(type) {
+	case string:
+		return v
+	case json.Number:
+		return v.String()
+	}
+	return ""
+}
+
+// number reads a numeric member that may be sent as a number or a numeric string.
+func number(m map[string]any, key string) (float64, bool) {
+	var s string
+	switch v := m[key].(type) {
+	case json.Number:
+		s = v.String()
+	case string:
+		s = strings.TrimSpace(v)
+	default:
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, false
+	}
+	return f, true
+}
+
+// epoch reads a timestamp in seconds, or in milliseconds when it is that
+// large (Salesforce's issued_at is a string of epoch milliseconds).
+func epoch(m map[string]any, key string) time.Time {
+	f, ok := number(m, key)
+	if !ok || f <= 0 {
+		return time.Time{}
+	}
+	if f > 1e12 {
+		return time.UnixMilli(int64(f)).UTC()
+	}
+	sec, frac := math.Modf(f)
+	return time.Unix(int64(sec), int64(frac*1e9)).UTC()
+}
+
+// boolean reads true/false, tolerating "true"/"false" strings.
+func boolean(m map[string]any, key string) (bool, bool) {
+	switch v := m[key].(type) {
+	case bool:
+		return v, true
+	case string:
+		b, err := strconv.ParseBool(v)
+		return b, err == nil
+	}
+	return false, false
+}
+
+// scopeString reads a scope sent as a space-separated string or a JSON array.
+func scopeString(m map[string]any, key string) string {
+	switch v := m[key].(type) {
+	case string:
+		return v
+	case []any:
+		parts := make([]string, 0, len(v))
+		for _, p := range v {
+			if s, ok := p.(string); ok {
+				parts = append(parts, s)
+			}
+		}
+		return strings.Join(parts, " ")
+	}
+	return ""
+}
+
+// tokenResponse is the part of a token endpoint answer that checks uses.
+type tokenResponse struct {
+	accessToken  string
+	refreshToken string
+	tokenType    string
+	scope        string
+	expiresIn    time.Duration
+	// Salesforce members.
+	id, instanceURL, issuedAtRaw, signature string
+	issuedAt                                time.Time
+}
+
+func parseTokenResponse(body []byte) (*tokenResponse, error) {
+	m, err := object(body)
+	if err != nil {
+		return nil, err
+	}
+	tr := &tokenResponse{
+		accessToken:  str(m, "access_token"),
+		refreshToken: str(m, "refresh_token"),
+		tokenType:    str(m, "token_type"),
+		scope:        scopeString(m, "scope"),
+		id:           str(m, "id"),
+		instanceURL:  str(m, "instance_url"),
+		issuedAtRaw:  str(m, "issued_at"),
+		signature:    str(m, "signature"),
+		issuedAt:     epoch(m, "issued_at"),
+	}
+	if s, ok := number(m, "expires_in"); ok && s > 0 {
+		tr.expiresIn = time.Duration(s * float64(time.Second))
+	}
+	if tr.accessToken == "" {
+		return nil, fmt.Errorf("no access_token in a successful answer")
+	}
+	return tr, nil
+}
+
+// introspection is an RFC 7662 answer, tolerant of Salesforce's shapes.
+type introspection struct {
+	active    bool
+	scope     string
+	clientID  string
+	username  string
+	subject   string
+	tokenType string
+	exp       time.Time
+	iat       time.Time
+	nbf       time.Time
+}
+
+func parseIntrospection(body []byte) (*introspection, error) {
+	m, err := object(body)
+	if err != nil {
+		return nil, err
+	}
+	active, ok := boolean(m, "active")
+	if !ok {
+		return nil, fmt.Errorf("no boolean \"active\" member, which RFC 7662 requires")
+	}
+	return &introspection{
+		active:    active,
+		scope:     scopeString(m, "scope"),
+		clientID:  str(m, "client_id"),
+		username:  str(m, "username"),
+		subject:   str(m, "sub"),
+		tokenType: str(m, "token_type"),
+		exp:       epoch(m, "exp"),
+		iat:       epoch(m, "iat"),
+		nbf:       epoch(m, "nbf"),
+	}, nil
+}
+
+// jwtClaims reads the payload of a JWT-format access token without verifying
+// it: the facts are informational and the server is asked anyway.
+func jwtClaims(token string) map[string]any {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return nil
+	}
+	m, err := object(payload)
+	if err != nil {
+		return nil
+	}
+	return m
+}

@@ -1,0 +1,269 @@
+package checks
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// verdict decides the outcome of a check whose token was obtained (or kept),
+// from the introspection answer and the second witness, the resource call.
+func (c *Checker) verdict(r *run, in *introspection, pr StepResult) {
+	f := &r.res.Token
+	is := r.res.Step(StepIntrospect)
+	if f.Signature == SignatureMismatch {
+		c.conclude(r, OutcomeSignatureMismatch,
+			"The token response's signature does not match HMAC-SHA256(id + issued_at) keyed by the configured client secret.", "")
+		return
+	}
+	if in != nil && !in.active {
+		switch {
+		case pr.Outcome == OutcomeOK && !pr.Skipped:
+			c.conclude(r, OutcomeIntrospectionNotPermitted, fmt.Sprintf(
+				`Introspection at %s answered {"active": false}, yet the resource call %s %s with the same token %s. `+
+					`The token is alive; the introspecting client (%s) is not allowed to see it.`,
+				is.URL, pr.Method, pr.URL, strings.TrimPrefix(pr.Detail, "answered "), c.introspectorID()), "")
+		case probeRejected(pr):
+			c.conclude(r, OutcomeTokenInactive, fmt.Sprintf(
+				`Introspection at %s answered {"active": false} and the resource call %s %s %s: the token is dead.`,
+				is.URL, pr.Method, pr.URL, pr.Detail), "")
+		case pr.Skipped:
+			c.conclude(r, OutcomeTokenInactive, fmt.Sprintf(
+				`Introspection at %s answered {"active": false}, and no resource call was made (%s), so a dead token `+
+					`cannot be told from a permission gap.`, is.URL, pr.Detail), "")
+		default:
+			c.conclude(r, OutcomeTokenInactive, fmt.Sprintf(
+				`Introspection at %s answered {"active": false}; the resource call could not confirm either way (%s: %s).`,
+				is.URL, pr.Outcome, pr.Detail), "")
+		}
+		return
+	}
+	if is != nil && !is.Skipped && is.Outcome != OutcomeOK {
+		c.conclude(r, is.Outcome, "Introspection at "+is.URL+" "+is.Detail+".", "")
+		return
+	}
+	if pr.Outcome != OutcomeOK {
+		if probeRejected(pr) {
+			what := "Introspection said the token is active, but"
+			if in == nil {
+				what = "The freshly obtained token was refused:"
+			}
+			c.conclude(r, OutcomeResourceRejected, fmt.Sprintf("%s the resource call %s %s %s.", what, pr.Method, pr.URL, pr.Detail), "")
+		} else {
+			c.conclude(r, pr.Outcome, fmt.Sprintf("The resource call %s %s failed: %s.", pr.Method, pr.URL, pr.Detail), "")
+		}
+		return
+	}
+	if broken := c.expectations(f); len(broken) > 0 {
+		c.conclude(r, OutcomeExpectationFailed, "The token works but breaks expectations: "+strings.Join(broken, "; ")+".", "")
+		return
+	}
+	if rv := r.res.Step(StepRevoke); rv != nil && rv.Outcome != OutcomeOK {
+		c.conclude(r, OutcomeRevokeFailed, fmt.Sprintf("Revoking the minted token at %s failed (%s: %s).", rv.URL, rv.Outcome, rv.Detail), "")
+		return
+	}
+	c.conclude(r, OutcomeOK, healthySummary(r.res, c.now()), "")
+}
+
+func (c *Checker) introspectorID() string {
+	if ic := c.target.Introspection.Client; ic != nil {
+		return "client id " + ic.ID
+	}
+	return "client id " + c.target.Client.ID
+}
+
+// expectations lists the broken expect: rules.
+func (c *Checker) expectations(f *TokenFacts) []string {
+	e := c.target.Expect
+	var broken []string
+	if e.MinLifetime > 0 {
+		switch lt := f.Lifetime(); {
+		case lt == 0:
+			broken = append(broken, "min_lifetime is set but the token's lifetime (exp - iat) is unknown")
+		case lt < e.MinLifetime:
+			broken = append(broken, fmt.Sprintf("lifetime (exp - iat) is %s, below min_lifetime %s", lt.Round(time.Second), e.MinLifetime))
+		}
+	}
+	if len(e.ScopeIncludes) > 0 {
+		have := strings.Fields(f.Scope)
+		var missing []string
+		for _, s := range e.ScopeIncludes {
+			if !slices.Contains(have, s) {
+				missing = append(missing, s)
+			}
+		}
+		if len(missing) > 0 {
+			broken = append(broken, fmt.Sprintf("scope %q lacks %s", f.Scope, strings.Join(missing, ", ")))
+		}
+	}
+	if e.Username != "" && f.Username != e.Username {
+		broken = append(broken, fmt.Sprintf("username is %q, expected %q", f.Username, e.Username))
+	}
+	if e.ClientID != "" && f.ClientID != e.ClientID {
+		broken = append(broken, fmt.Sprintf("client_id is %q, expected %q", f.ClientID, e.ClientID))
+	}
+	return broken
+}
+
+func healthySummary(res *Result, now time.Time) string {
+	f := res.Token
+	var b strings.Builder
+	if f.Minted {
+		b.WriteString("Token obtained")
+	} else {
+		b.WriteString("Kept token still valid")
+	}
+	switch {
+	case f.Active != nil:
+		b.WriteString(", introspection active")
+	default:
+		b.WriteString(", no introspection")
+	}
+	if pr := res.Step(StepProbe); pr != nil && !pr.Skipped {
+		b.WriteString(", resource call accepted")
+	}
+	if !f.Expiry.IsZero() {
+		fmt.Fprintf(&b, "; expires %s (in %s, from %s)", f.Expiry.Format(time.RFC3339), f.Expiry.Sub(now).Round(time.Second), f.ExpirySource)
+	} else {
+		b.WriteString("; expiry unknown")
+	}
+	b.WriteString(".")
+	return b.String()
+}
+
+// conclude sets the outcome, the explanation and the fix (the outcome's
+// standard advice when fix is empty).
+func (c *Checker) conclude(r *run, o Outcome, explanation, fix string) {
+	r.res.Outcome = o
+	r.res.Explanation = explanation
+	if fix == "" {
+		fix = c.fixFor(o)
+	}
+	r.res.Fix = fix
+}
+
+// fixFor is the standard advice for an outcome on this target's provider.
+func (c *Checker) fixFor(o Outcome) string {
+	sf := c.target.Provider == ProviderSalesforce
+	switch o {
+	case OutcomeOK:
+		return ""
+	case OutcomeIntrospectionNotPermitted:
+		if sf {
+			return `Enable "Introspect All Tokens" on the connected app that introspects (Setup > App Manager > the app > Edit > ` +
+				`OAuth Policies / API settings). By default a connected app may introspect only its own tokens, and ` +
+				`password-grant tokens are session ids, which only an app with "Introspect All Tokens" can introspect. ` +
+				`Alternatively use a flow whose tokens the app may introspect (client_credentials or jwt_bearer), or set ` +
+				`introspection.client to an app that has the setting.`
+		}
+		return "The introspecting client may lack permission for this token: allow it to introspect tokens issued to " +
+			"this client on the authorization server, or set introspection.client to a client that may."
+	case OutcomeTokenInactive:
+		if sf {
+			return "The token was expired, revoked or its user frozen or deactivated. Check the user in Setup, the connected " +
+				"app's session timeout and Setup > Session Management; with a refresh token, re-authorize to get a new one."
+		}
+		return "The token was expired or revoked, or its subject disabled. Check the token lifetime and the client on the authorization server."
+	case OutcomeTokenInvalidatedEarly:
+		return "Something ends sessions before their timeout: an admin revoking sessions, a logout, a password change, " +
+			"a session policy or IP restriction. Check the org's login history and session settings."
+	case OutcomeDNSError:
+		return "Check the host name in url/discovery_url/*_url (on Salesforce, the My Domain name) and the resolver."
+	case OutcomeConnectError:
+		return "Check that the host and port are right and reachable from here (firewall, proxy, service up)."
+	case OutcomeTimeout:
+		return "The server or network is slow or dropping packets; check reachability, or raise timeout if the server is just slow."
+	case OutcomeTLSError:
+		return "Check the server certificate (expiry, host name) and tls.ca_file / tls.server_name; an intercepting proxy needs its CA in tls.ca_file."
+	case OutcomeRedirect:
+		return "Point the config at the URL the server redirects to; tokenwatch never forwards credentials through a redirect."
+	case OutcomeInsecureEndpoint:
+		return "Use https endpoints; plain http is allowed only to loopback addresses."
+	case OutcomeServerError:
+		return "The authorization server failed (5xx): usually transient; check the provider's status page if it persists."
+	case OutcomeProviderDown:
+		return "The provider served an HTML page (maintenance or an outage page); this is the provider being down, not an auth failure."
+	case OutcomeMalformedResponse:
+		return "The server answered something that is not valid OAuth JSON; check the endpoint URL and any proxy in between."
+	case OutcomeDiscoveryFailed:
+		return "Check discovery_url, or set token_url, introspection_url, revocation_url and userinfo_url explicitly."
+	case OutcomeClientRejected:
+		if sf {
+			return "The connected app rejected the client: check client.id (consumer key) and the secret or key; a rotated consumer secret needs updating here."
+		}
+		return "The server rejected the client: check client.id, the secret or key, and client.auth_method (client_secret_basic vs client_secret_post)."
+	case OutcomeGrantRejected:
+		return "The grant was refused; see the error description above and the matching advice."
+	case OutcomeClockSkew:
+		return "The server's clock and this host's clock differ by more than a minute, so assertions look expired or not yet valid: fix NTP on this host."
+	case OutcomeRateLimited:
+		if sf {
+			return "Salesforce blocks more than 3,600 logins per user per hour: check less often, or use token_mode: reuse."
+		}
+		return "The server is rate limiting: check less often, or use token_mode: reuse."
+	case OutcomeSignatureMismatch:
+		return "Check client.secret: after a consumer secret rotation update it here. If it is right, something altered the response in transit."
+	case OutcomeIntrospectionUnauthorized:
+		return "The introspection endpoint refused the introspecting client: check the credentials of introspection.client " +
+			"(or client), and its auth_method."
+	case OutcomeIntrospectionError:
+		return "The introspection endpoint returned an error; check introspection_url and introspection.token_type_hint."
+	case OutcomeResourceRejected:
+		return "The token is not accepted by the resource: check the user's API permission, the token's scope, and the probe URL."
+	case OutcomeRevokeFailed:
+		return "Revocation failed, so minted tokens stay valid until they expire: check revocation_url and the client's permission to revoke."
+	case OutcomeExpectationFailed:
+		return "An auth setting changed: compare with the expect: block (session timeout, granted scopes, run-as user, client)."
+	case OutcomeInternalError:
+		return "Check the key files configured; if they are right, this is a tokenwatch bug: report the diagnose output."
+	}
+	return ""
+}
+
+// tokenErrorFix maps the token endpoint's error description to advice
+// (oauth-reference A6 and D9-D13, D19, D21).
+func tokenErrorFix(t Target, o Outcome, oe *oauthError) string {
+	if oe == nil {
+		return ""
+	}
+	sf := t.Provider == ProviderSalesforce
+	desc := strings.ToLower(oe.Description)
+	switch {
+	case o == OutcomeClockSkew:
+		return ""
+	case oe.Code == "invalid_client_id":
+		return "The consumer key is unknown to this org: check client.id and that url is the org the app lives in (sandbox vs production)."
+	case oe.Code == "invalid_grant" && strings.Contains(desc, "authentication failure"):
+		if sf && t.Grant.Type == GrantPassword {
+			return "Check grant.username and the password, which for Salesforce is the password with the user's security token " +
+				"appended. If they are right, the username-password flow may be blocked: orgs created in Summer '23 or later " +
+				"block it by default (Login History shows \"Username-Password Flow Disabled\"); re-enable it or move to jwt_bearer or client_credentials."
+		}
+		return "Check the username and password."
+	case oe.Code == "invalid_grant" && strings.Contains(desc, "expired access/refresh token"):
+		return "The refresh token is expired, revoked or rotated out (with rotation, every refresh returns a new one and " +
+			"reusing an old one kills the chain): re-authorize to get a new refresh token and update grant.refresh_token."
+	case oe.Code == "invalid_grant" && strings.Contains(desc, "audience"):
+		return "grant.audience must be https://login.salesforce.com for production, https://test.salesforce.com for sandboxes, or the Experience Cloud URL."
+	case oe.Code == "invalid_grant" && strings.Contains(desc, "approved"):
+		return "Pre-authorize the user for the connected app: set Permitted Users to \"Admin approved users are pre-authorized\" " +
+			"and add the user's profile or permission set."
+	case oe.Code == "invalid_grant" && strings.Contains(desc, "client credentials user"):
+		return "Set a Run As user in the connected app's Client Credentials Flow settings."
+	case oe.Code == "invalid_grant" && strings.Contains(desc, "inactive"):
+		return "The user is frozen or deactivated; reactivate it or configure another integration user."
+	case oe.Code == "invalid_grant" && (strings.Contains(desc, "ip restricted") || strings.Contains(desc, "ip")):
+		return "The login is refused by an IP restriction: relax the connected app's IP Relaxation setting or allow this host's address."
+	case oe.Code == "invalid_grant" && t.Grant.Type == GrantJWTBearer:
+		return "Check the assertion: iss is client.id (the consumer key), sub the username, aud grant.audience, and that the " +
+			"certificate uploaded to the app matches grant.private_key_file; also check this host's clock."
+	case oe.Code == "unsupported_grant_type":
+		return "The server does not allow this grant type for this client: enable it for the client (or connected app)."
+	case oe.Code == "invalid_scope":
+		return "Request only scopes the client may have (grant.scope)."
+	case oe.Code == "invalid_request":
+		return "The server found the request malformed; check grant and client settings against the server's documentation."
+	}
+	return ""
+}

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/oklog/run"
+	prom "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/tokenwatch/tokenwatch/agent"
+	"github.com/tokenwatch/tokenwatch/configs"
+	promexp "github.com/tokenwatch/tokenwatch/exporters/prometheus"
+	"github.com/tokenwatch/tokenwatch/exporters/status"
+)
+
+// shutdownGrace bounds how long shutdown waits for running checks.
+const shutdownGrace = 30 * time.Second
+
+type daemonOptions struct {
+	logger        *slog.Logger
+	web           *web.FlagConfig
+	load          func() (*configs.Config, error)
+	shard, shards int
+	// extra actors (the demo's simulated orgs) run in the same group.
+	extra []actor
+	// started is called once the agent runs its first configuration.
+	started func()
+}
+
+type actor struct {
+	execute   func() error
+	interrupt func(error)
+}
+
+// fileLoader loads the configuration file, with the environment's overrides and secrets.
+func fileLoader(path string) func() (*configs.Config, error) {
+	return func() (*configs.Config, error) { return configs.Load(path, os.Environ()) }
+}
+
+// runDaemon is `tokenwatch run`: every long-lived part is an actor of one run group.
+func runDaemon(o daemonOptions) int {
+	logger := o.logger
+	logger.Info("starting tokenwatch", "version", version.Info(), "build_context", version.BuildContext())
+
+	reg := prom.NewRegistry()
+	reg.MustRegister(
+		versioncollector.NewCollector("tokenwatch"),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	collector := promexp.NewCollector()
+	reg.MustRegister(collector)
+	reloadOK := promauto.With(reg).NewGauge(prom.GaugeOpts{
+		Name: "tokenwatch_config_last_reload_successful",
+		Help: "Whether the last configuration reload attempt was successful.",
+	})
+	reloadTime := promauto.With(reg).NewGauge(prom.GaugeOpts{
+		Name: "tokenwatch_config_last_reload_success_timestamp_seconds",
+		Help: "Timestamp of the last successful configuration reload.",
+	})
+	page := status.NewPage(status.PageOptions{Title: "tokenwatch", Version: version.Version})
+
+	ag := agent.New(agent.Options{
+		Logger:     logger,
+		Observers:  []agent.Observer{collector, page},
+		Shard:      o.shard,
+		Shards:     o.shards,
+		RunOnStart: true,
+	})
+
+	// reload is the one path for the first load, SIGHUP and POST /-/reload.
+	reload := func() (err error) {
+		defer func() {
+			if err == nil {
+				reloadOK.Set(1)
+				reloadTime.SetToCurrentTime()
+			} else {
+				reloadOK.Set(0)
+			}
+		}()
+		cfg, err := o.load()
+		if err != nil {
+			return err
+		}
+		return ag.Apply(cfg)
+	}
+	if err := reload(); err != nil {
+		logConfigError(logger, "cannot load the configuration", err)
+		return exitUnhealthy
+	}
+	var ready atomic.Bool
+
+	reloadCh := make(chan chan error)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError)}))
+	mux.Handle("/probe", promexp.ProbeHandler(ag, logger))
+	mux.Handle("/api/v1/orgs", page.API())
+	mux.Handle("/", page.HTML())
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "tokenwatch is healthy.")
+	})
+	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "tokenwatch is not ready.", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "tokenwatch is ready.")
+	})
+	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost && r.Method != http.MethodPut {
+			w.Header().Set("Allow", "POST, PUT")
+			http.Error(w, "use POST to reload the configuration", http.StatusMethodNotAllowed)
+			return
+		}
+		errc := make(chan error)
+		select {
+		case reloadCh <- errc:
+		case <-r.Context().Done():
+			return
+		}
+		if err := <-errc; err != nil {
+			http.Error(w, "configuration refused, the previous one keeps running:\n"+err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintln(w, "configuration reloaded.")
+	})
+
+	var g run.Group
+	{
+		term := make(chan os.Signal, 1)
+		signal.Notify(term, os.Interrupt, syscall.SIGTERM)
+		cancel := make(chan struct{})
+		g.Add(func() error {
+			select {
+			case s := <-term:
+				logger.Info("received signal, shutting down", "signal", s.String())
+			case <-cancel:
+			}
+			return nil
+		}, func(error) { close(cancel) })
+	}
+	{
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		cancel := make(chan struct{})
+		g.Add(func() error {
+			for {
+				select {
+				case <-hup:
+					if err := reload(); err != nil {
+						logConfigError(logger, "configuration refused, the previous one keeps running", err)
+					} else {
+						logger.Info("configuration reloaded", "trigger", "SIGHUP")
+					}
+				case errc := <-reloadCh:
+					err := reload()
+					if err != nil {
+						logConfigError(logger, "configuration refused, the previous one keeps running", err)
+					} else {
+						logger.Info("configuration reloaded", "trigger", "/-/reload")
+					}
+					errc <- err
+				case <-cancel:
+					return nil
+				}
+			}
+		}, func(error) { close(cancel) })
+	}
+	{
+		cancel := make(chan struct{})
+		g.Add(func() error {
+			ag.Start()
+			ready.Store(true)
+			if o.started != nil {
+				o.started()
+			}
+			<-cancel
+			return nil
+		}, func(error) {
+			close(cancel)
+			ctx, stop := context.WithTimeout(context.Background(), shutdownGrace)
+			defer stop()
+			ag.Stop(ctx)
+		})
+	}
+	{
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		g.Add(func() error {
+			if err := web.ListenAndServe(srv, o.web, logger); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("web server: %w", err)
+			}
+			return nil
+		}, func(error) {
+			ctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+			defer stop()
+			_ = srv.Shutdown(ctx)
+		})
+	}
+	for _, a := range o.extra {
+		g.Add(a.execute, a.interrupt)
+	}
+	if err := g.Run(); err != nil {
+		logger.Error("tokenwatch stopped", "err", err)
+		return exitUnhealthy
+	}
+	logger.Info("tokenwatch stopped")
+	return exitOK
+}
+
+// logConfigError logs every configuration problem on its own line.
+func logConfigError(logger *slog.Logger, msg string, err error) {
+	var problems configs.Problems
+	if errors.As(err, &problems) {
+		for _, p := range problems {
+			logger.Error(msg, "field", p.Path, "problem", p.Message)
+		}
+		return
+	}
+	logger.Error(msg, "err", err)
+}

@@ -1,0 +1,260 @@
+package configs
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/knadh/koanf/parsers/yaml"
+	envprovider "github.com/knadh/koanf/providers/env/v2"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/v2"
+	yamlv3 "go.yaml.in/yaml/v3"
+)
+
+// Defaults of the global section.
+const (
+	DefaultSchedule            = "@every 1m"
+	DefaultTimeout             = 10 * time.Second
+	DefaultMaxConcurrentChecks = 32
+	// MaxTimeout caps timeouts: a request hanging longer than this is broken,
+	// and a longer wait would delay the next scheduled check.
+	MaxTimeout = 5 * time.Minute
+)
+
+// Environment variables that override global settings. Other TOKENWATCH_*
+// variables belong to the command line and are ignored here.
+const (
+	envGlobalPrefix              = "TOKENWATCH_GLOBAL_"
+	envGlobalSchedule            = envGlobalPrefix + "SCHEDULE"
+	envGlobalTimeout             = envGlobalPrefix + "TIMEOUT"
+	envGlobalMaxConcurrentChecks = envGlobalPrefix + "MAX_CONCURRENT_CHECKS"
+)
+
+// Load reads the YAML file at path, applies TOKENWATCH_GLOBAL_* overrides and
+// ${NAME} references from env (in os.Environ form), fills in defaults and
+// validates. Relative *_file paths resolve against the file's directory.
+// When the configuration is invalid the error is Problems, naming every
+// problem found; other errors mean the file could not be read or parsed.
+func Load(path string, env []string) (*Config, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("load config %s: %w", path, err)
+	}
+	return parse(file.Provider(abs), filepath.Dir(abs), env)
+}
+
+// Parse is Load for YAML already in memory; relative *_file paths resolve
+// against baseDir.
+func Parse(yamlBytes []byte, baseDir string, env []string) (*Config, error) {
+	return parse(bytesProvider(yamlBytes), baseDir, env)
+}
+
+// bytesProvider lets koanf read YAML held in memory.
+type bytesProvider []byte
+
+func (b bytesProvider) ReadBytes() ([]byte, error) { return b, nil }
+
+func (b bytesProvider) Read() (map[string]any, error) {
+	return nil, errors.New("bytes provider needs a parser")
+}
+
+func parse(p koanf.Provider, baseDir string, env []string) (*Config, error) {
+	k := koanf.New(".")
+	if err := k.Load(p, yaml.Parser()); err != nil {
+		var typeErr *yamlv3.TypeError
+		if errors.As(err, &typeErr) {
+			// The yaml message quotes the offending value, which may be a
+			// secret when a secret file was passed as the config by mistake.
+			return nil, errors.New("load config: the top level must be a YAML mapping with global: and orgs:")
+		}
+		return nil, fmt.Errorf("load config: %w", err)
+	}
+
+	r := &reader{baseDir: baseDir, env: lookupTable(env)}
+	root := newSection(&r.probs, "", k.Raw())
+	cfg := &Config{}
+	cfg.Global = r.global(root.sub("global"), env)
+	cfg.Orgs = r.orgs(root, cfg.Global)
+	root.done()
+
+	if len(r.probs.list) > 0 {
+		sortProblems(r.probs.list)
+		return nil, r.probs.list
+	}
+	return cfg, nil
+}
+
+// reader turns the raw configuration into a Config, collecting problems.
+type reader struct {
+	probs   problems
+	baseDir string
+	env     map[string]string
+}
+
+// lookupTable indexes env; a later entry wins, as it does for os/exec, so
+// appending to os.Environ() overrides.
+func lookupTable(env []string) map[string]string {
+	out := make(map[string]string, len(env))
+	for _, kv := range env {
+		if name, value, ok := strings.Cut(kv, "="); ok {
+			out[name] = value
+		}
+	}
+	return out
+}
+
+// resolve makes a *_file path absolute against the config file's directory,
+// so the loaded Config means the same thing whatever the working directory.
+func (r *reader) resolve(path string) string {
+	if path == "" || filepath.IsAbs(path) || r.baseDir == "" {
+		return path
+	}
+	return filepath.Join(r.baseDir, path)
+}
+
+func (r *reader) global(s *section, env []string) Global {
+	g := Global{Schedule: DefaultSchedule, Timeout: DefaultTimeout, MaxConcurrentChecks: DefaultMaxConcurrentChecks}
+	paths := map[string]string{
+		"schedule":              s.key("schedule"),
+		"timeout":               s.key("timeout"),
+		"max_concurrent_checks": s.key("max_concurrent_checks"),
+	}
+	if v := s.str("schedule"); v != "" {
+		g.Schedule = v
+	}
+	if d, ok := s.duration("timeout"); ok {
+		g.Timeout = d
+	}
+	if n, ok := s.integer("max_concurrent_checks"); ok {
+		g.MaxConcurrentChecks = n
+	}
+	s.done()
+
+	r.overrideGlobal(&g, paths, env)
+
+	// A problem is already recorded when the value did not parse.
+	if !r.probs.has(paths["schedule"]) {
+		r.checkSchedule(paths["schedule"], g.Schedule)
+	}
+	if !r.probs.has(paths["timeout"]) {
+		checkTimeout(&r.probs, paths["timeout"], g.Timeout)
+	}
+	if !r.probs.has(paths["max_concurrent_checks"]) && g.MaxConcurrentChecks < 1 {
+		r.probs.add(paths["max_concurrent_checks"], "must be at least 1, got %d", g.MaxConcurrentChecks)
+	}
+	return g
+}
+
+// overrideGlobal applies TOKENWATCH_GLOBAL_* variables over the file. A value
+// set this way is reported under the variable's name, which is where the
+// user has to fix it.
+func (r *reader) overrideGlobal(g *Global, paths map[string]string, env []string) {
+	k := koanf.New(".")
+	// The env provider with an empty delimiter keeps variable names whole.
+	err := k.Load(envprovider.Provider("", envprovider.Opt{
+		Prefix:      envGlobalPrefix,
+		EnvironFunc: func() []string { return env },
+	}), nil)
+	if err != nil {
+		r.probs.add("", "read environment: %v", err)
+		return
+	}
+	for _, name := range k.Keys() {
+		value := k.String(name)
+		if value == "" {
+			// An empty variable is how shells and orchestrators unset things.
+			continue
+		}
+		switch name {
+		case envGlobalSchedule:
+			g.Schedule = value
+			paths["schedule"] = name
+		case envGlobalTimeout:
+			paths["timeout"] = name
+			d, err := time.ParseDuration(value)
+			if err != nil {
+				r.probs.add(name, "invalid duration %q (use Go syntax, e.g. 10s or 1h30m)", value)
+				continue
+			}
+			g.Timeout = d
+		case envGlobalMaxConcurrentChecks:
+			paths["max_concurrent_checks"] = name
+			n, err := strconv.Atoi(value)
+			if err != nil {
+				r.probs.add(name, "must be a whole number, got %q", value)
+				continue
+			}
+			g.MaxConcurrentChecks = n
+		default:
+			r.probs.add(name, "unknown setting (known: %s, %s, %s)",
+				envGlobalSchedule, envGlobalTimeout, envGlobalMaxConcurrentChecks)
+		}
+	}
+}
+
+func (r *reader) orgs(root *section, g Global) []Org {
+	items, ok := root.list("orgs")
+	if !ok {
+		if !r.probs.has("orgs") {
+			r.probs.add("orgs", "at least one org is required (add a list entry under orgs:)")
+		}
+		return nil
+	}
+	if len(items) == 0 {
+		r.probs.add("orgs", "at least one org is required (add a list entry under orgs:)")
+		return nil
+	}
+	firstIndex := map[string]int{}
+	out := make([]Org, 0, len(items))
+	for i, item := range items {
+		s := newSection(&r.probs, fmt.Sprintf("orgs[%d]", i), item)
+		if !s.present {
+			if item == nil {
+				r.probs.add(s.path, "empty org (remove the dash or fill it in)")
+			}
+			continue
+		}
+		out = append(out, r.org(s, i, g, firstIndex))
+	}
+	return out
+}
+
+// sortProblems orders problems by path, comparing numbers inside paths by
+// value so orgs[2] comes before orgs[10]; problems at one path keep their order.
+func sortProblems(ps Problems) {
+	sort.SliceStable(ps, func(i, j int) bool { return naturalLess(ps[i].Path, ps[j].Path) })
+}
+
+func naturalLess(a, b string) bool {
+	for a != "" && b != "" {
+		da, db := digitPrefix(a), digitPrefix(b)
+		if da != "" && db != "" {
+			if len(da) != len(db) {
+				return len(da) < len(db)
+			}
+			if da != db {
+				return da < db
+			}
+			a, b = a[len(da):], b[len(db):]
+			continue
+		}
+		if a[0] != b[0] {
+			return a[0] < b[0]
+		}
+		a, b = a[1:], b[1:]
+	}
+	return len(a) < len(b)
+}
+
+func digitPrefix(s string) string {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	return s[:i]
+}

@@ -1,0 +1,504 @@
+package configs
+
+import (
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+// Values of the enumerated settings. They mirror the constants of package
+// checks, which configs must not import.
+const (
+	providerSalesforce = "salesforce"
+	providerGeneric    = "generic"
+
+	grantPassword          = "password"
+	grantClientCredentials = "client_credentials"
+	grantJWTBearer         = "jwt_bearer"
+	grantRefreshToken      = "refresh_token"
+
+	authClientSecretBasic = "client_secret_basic"
+	authClientSecretPost  = "client_secret_post"
+	authPrivateKeyJWT     = "private_key_jwt"
+	authTLSClientAuth     = "tls_client_auth"
+	authNone              = "none"
+
+	tokenModeFresh = "fresh"
+	tokenModeReuse = "reuse"
+
+	probeUserinfo = "userinfo"
+	probeNone     = "none"
+
+	hintAccessToken  = "access_token"
+	hintRefreshToken = "refresh_token"
+
+	// DefaultSalesforceAudience is the jwt_bearer aud of production orgs;
+	// sandboxes set https://test.salesforce.com.
+	DefaultSalesforceAudience = "https://login.salesforce.com"
+)
+
+func (r *reader) org(s *section, index int, g Global, firstIndex map[string]int) Org {
+	o := Org{
+		Name:             s.str("name"),
+		Provider:         s.str("provider"),
+		URL:              s.str("url"),
+		DiscoveryURL:     s.str("discovery_url"),
+		TokenURL:         s.str("token_url"),
+		IntrospectionURL: s.str("introspection_url"),
+		RevocationURL:    s.str("revocation_url"),
+		UserinfoURL:      s.str("userinfo_url"),
+		Schedule:         s.str("schedule"),
+		Probe:            s.str("probe"),
+		TokenMode:        s.str("token_mode"),
+	}
+	r.checkName(s, index, o.Name, firstIndex)
+
+	if o.Provider == "" && !r.probs.has(s.key("provider")) {
+		o.Provider = providerSalesforce
+	}
+	switch o.Provider {
+	case providerSalesforce:
+		if o.URL == "" {
+			r.probs.add(s.key("url"), "required for provider salesforce (the My Domain base URL, e.g. https://acme.my.salesforce.com)")
+		}
+	case providerGeneric:
+		if o.DiscoveryURL == "" && o.TokenURL == "" {
+			r.probs.add(s.key("discovery_url"), "required for provider generic unless token_url is set "+
+				"(the RFC 8414 or OpenID discovery document, e.g. https://idp.example.com/.well-known/openid-configuration)")
+		}
+	default:
+		r.probs.add(s.key("provider"), "unknown provider %q (one of salesforce, generic)", o.Provider)
+	}
+	for _, u := range []struct{ key, value string }{
+		{"url", o.URL}, {"discovery_url", o.DiscoveryURL}, {"token_url", o.TokenURL},
+		{"introspection_url", o.IntrospectionURL}, {"revocation_url", o.RevocationURL}, {"userinfo_url", o.UserinfoURL},
+	} {
+		if u.value != "" {
+			r.checkURL(s.key(u.key), u.value)
+		}
+	}
+
+	if o.Schedule == "" {
+		o.Schedule = g.Schedule
+	} else {
+		r.checkSchedule(s.key("schedule"), o.Schedule)
+	}
+	o.Timeout = g.Timeout
+	if d, ok := s.duration("timeout"); ok {
+		o.Timeout = d
+		checkTimeout(&r.probs, s.key("timeout"), d)
+	}
+
+	// TLS first: tls_client_auth needs to know whether a certificate is set.
+	o.TLS = r.tls(s.sub("tls"))
+	o.Client = r.client(s.sub("client"), o.Provider, o.TLS)
+	o.Grant = r.grant(s.sub("grant"), o.Provider)
+	o.Introspection = r.introspection(s.sub("introspection"), o.Provider, o.TLS)
+
+	switch o.Probe {
+	case "":
+		o.Probe = probeUserinfo
+	case probeUserinfo, probeNone:
+	default:
+		if strings.Contains(o.Probe, "://") {
+			r.checkURL(s.key("probe"), o.Probe)
+		} else {
+			r.probs.add(s.key("probe"), "must be userinfo, none, or an https URL called with the token, got %q", o.Probe)
+		}
+	}
+
+	switch o.TokenMode {
+	case "":
+		o.TokenMode = tokenModeFresh
+	case tokenModeFresh, tokenModeReuse:
+	default:
+		r.probs.add(s.key("token_mode"), "unknown mode %q (one of fresh, reuse)", o.TokenMode)
+	}
+
+	o.VerifySignature = r.verifySignature(s, o)
+	o.Labels = r.labels(s.sub("labels"))
+	o.Expect = r.expect(s.sub("expect"))
+	s.done()
+	return o
+}
+
+func (r *reader) checkName(s *section, index int, name string, firstIndex map[string]int) {
+	path := s.key("name")
+	switch {
+	case name == "":
+		r.probs.add(path, "required (a unique name; it becomes the org label)")
+	case !validOrgName(name):
+		r.probs.add(path, "%q is not allowed: use letters, digits, '.', '_' and '-', starting with a letter or digit", name)
+	default:
+		if first, seen := firstIndex[name]; seen {
+			r.probs.add(path, "duplicate name %q (first used by orgs[%d]); names must be unique", name, first)
+			return
+		}
+		firstIndex[name] = index
+	}
+}
+
+// validOrgName matches ^[A-Za-z0-9][A-Za-z0-9._-]*$: the name is a label
+// value, a URL query parameter and a shard key, so it stays plain.
+func validOrgName(name string) bool {
+	for i, c := range name {
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-') {
+			return false
+		}
+	}
+	return name != ""
+}
+
+// checkURL accepts absolute http(s) URLs. Plain http only reaches loopback
+// hosts because client secrets, passwords and tokens travel in the requests.
+func (r *reader) checkURL(path, raw string) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Error repeats the whole URL, which may carry a password.
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
+			err = urlErr.Err
+		}
+		r.probs.add(path, "not a valid URL: %v", err)
+		return
+	}
+	if u.User != nil {
+		r.probs.add(path, "must not contain credentials (user:password@); set them under client or grant")
+		return
+	}
+	if u.Scheme == "" || u.Host == "" {
+		r.probs.add(path, "must be an absolute URL with scheme and host, e.g. https://idp.example.com/path")
+		return
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "https":
+	case "http":
+		if !isLoopback(u.Hostname()) {
+			r.probs.add(path, "plain http is allowed only to loopback hosts (localhost, 127.0.0.0/8, ::1) because credentials are sent; use https")
+		}
+	default:
+		r.probs.add(path, "scheme %q is not allowed; use https", u.Scheme)
+	}
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// checkSchedule accepts what the agent's cron parser accepts: five fields,
+// descriptors such as @hourly and @every, and a CRON_TZ= or TZ= prefix.
+func (r *reader) checkSchedule(path, spec string) {
+	parser := cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+	if _, err := parser.Parse(spec); err != nil {
+		r.probs.add(path, "invalid schedule %q: %v (e.g. \"@every 1m\" or \"*/5 * * * *\")", spec, err)
+		return
+	}
+	// cron silently turns "@every 0s" or "@every -1m" into every second,
+	// which would hammer the authorization server.
+	body := spec
+	if strings.HasPrefix(body, "TZ=") || strings.HasPrefix(body, "CRON_TZ=") {
+		_, body, _ = strings.Cut(body, " ")
+	}
+	if every, ok := strings.CutPrefix(strings.TrimSpace(body), "@every "); ok {
+		if d, err := time.ParseDuration(strings.TrimSpace(every)); err == nil && d < time.Second {
+			r.probs.add(path, "@every interval must be at least 1s, got %s", d)
+		}
+	}
+}
+
+func checkTimeout(probs *problems, path string, d time.Duration) {
+	if d <= 0 || d > MaxTimeout {
+		probs.add(path, "must be more than 0s and at most 5m, got %s", d)
+	}
+}
+
+// secret reads a credential given inline, as ${NAME} from the environment,
+// or from fileKey. set reports whether the user configured one at all, even
+// when it failed to resolve, so no second "required" problem follows.
+func (r *reader) secret(s *section, key, fileKey string) (value Secret, file string, set bool) {
+	inline := s.str(key)
+	file = r.resolve(s.str(fileKey))
+	set = inline != "" || file != "" || r.probs.has(s.key(key)) || r.probs.has(s.key(fileKey))
+	switch {
+	case inline != "" && file != "":
+		r.probs.add(s.key(fileKey), "set either %s or %s, not both", key, fileKey)
+	case inline != "":
+		name, isRef, ok := envReference(inline)
+		switch {
+		case !isRef:
+			value = Secret(inline)
+		case !ok:
+			r.probs.add(s.key(key), "${...} must name an environment variable made of letters, digits and _")
+		default:
+			v, found := r.env[name]
+			switch {
+			case !found:
+				r.probs.add(s.key(key), "environment variable %s is not set", name)
+			case v == "":
+				r.probs.add(s.key(key), "environment variable %s is empty", name)
+			default:
+				value = Secret(v)
+			}
+		}
+	case file != "":
+		value = r.readSecretFile(s.key(fileKey), file)
+	}
+	return value, file, set
+}
+
+// envReference recognises a value that is exactly ${NAME}. isRef is true
+// for anything shaped like ${...}; ok is true when NAME is a valid name.
+func envReference(v string) (name string, isRef, ok bool) {
+	inner, hasPrefix := strings.CutPrefix(v, "${")
+	name, hasSuffix := strings.CutSuffix(inner, "}")
+	if !hasPrefix || !hasSuffix {
+		return "", false, false
+	}
+	return name, true, validIdentifier(name)
+}
+
+// validIdentifier matches ^[a-zA-Z_][a-zA-Z0-9_]*$, the shape of environment
+// variable names and of Prometheus label names.
+func validIdentifier(s string) bool {
+	for i, c := range s {
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_'
+		if !letter && (i == 0 || c < '0' || c > '9') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func (r *reader) readSecretFile(path, file string) Secret {
+	b, err := readFile(file)
+	if err != nil {
+		r.probs.add(path, "%v", err)
+		return ""
+	}
+	// Editors and `echo` end files with a newline that is not part of the secret.
+	v := string(b)
+	if trimmed, ok := strings.CutSuffix(v, "\r\n"); ok {
+		v = trimmed
+	} else {
+		v = strings.TrimSuffix(v, "\n")
+	}
+	if v == "" {
+		r.probs.add(path, "file %s is empty", file)
+	}
+	return Secret(v)
+}
+
+func (r *reader) client(s *section, provider string, t TLS) Client {
+	c := Client{
+		ID:         s.str("id"),
+		AuthMethod: s.str("auth_method"),
+		KeyID:      s.str("key_id"),
+	}
+	var hasSecret bool
+	c.Secret, c.SecretFile, hasSecret = r.secret(s, "secret", "secret_file")
+	c.PrivateKeyFile = r.resolve(s.str("private_key_file"))
+	if c.PrivateKeyFile != "" {
+		c.PrivateKey = r.privateKey(s.key("private_key_file"), c.PrivateKeyFile)
+	}
+	s.done()
+
+	if c.ID == "" {
+		r.probs.add(s.key("id"), "required (the OAuth client id; for Salesforce the connected app's consumer key)")
+	}
+	if c.AuthMethod == "" && !r.probs.has(s.key("auth_method")) {
+		c.AuthMethod = defaultAuthMethod(provider, hasSecret, c.PrivateKeyFile != "")
+	}
+	switch c.AuthMethod {
+	case authClientSecretBasic, authClientSecretPost:
+		if !hasSecret {
+			r.probs.add(s.key("secret"), "required for auth_method %s (set secret, secret: ${ENV_VAR} or secret_file)", c.AuthMethod)
+		}
+	case authPrivateKeyJWT:
+		if c.PrivateKeyFile == "" {
+			r.probs.add(s.key("private_key_file"), "required for auth_method private_key_jwt (a PEM RSA or EC private key)")
+		}
+	case authTLSClientAuth:
+		if t.CertFile == "" || t.KeyFile == "" {
+			r.probs.add(s.key("auth_method"), "tls_client_auth needs the org's tls.cert_file and tls.key_file (the client certificate)")
+		}
+	case authNone:
+	default:
+		r.probs.add(s.key("auth_method"), "unknown method %q (one of client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth, none)", c.AuthMethod)
+	}
+	return c
+}
+
+// defaultAuthMethod follows what each provider's token endpoint expects: a
+// client with only a private key signs assertions, Salesforce documents
+// credentials in the body, and RFC 6749 §2.3.1 makes Basic the baseline.
+func defaultAuthMethod(provider string, hasSecret, hasKey bool) string {
+	switch {
+	case hasKey && !hasSecret:
+		return authPrivateKeyJWT
+	case provider == providerSalesforce:
+		return authClientSecretPost
+	default:
+		return authClientSecretBasic
+	}
+}
+
+func (r *reader) grant(s *section, provider string) Grant {
+	g := Grant{
+		Type:     s.str("type"),
+		Username: s.str("username"),
+		KeyID:    s.str("key_id"),
+		Audience: s.str("audience"),
+		Scope:    s.str("scope"),
+	}
+	var hasPassword, hasRefreshToken bool
+	g.Password, g.PasswordFile, hasPassword = r.secret(s, "password", "password_file")
+	g.RefreshToken, g.RefreshTokenFile, hasRefreshToken = r.secret(s, "refresh_token", "refresh_token_file")
+	g.PrivateKeyFile = r.resolve(s.str("private_key_file"))
+	if g.PrivateKeyFile != "" {
+		g.PrivateKey = r.privateKey(s.key("private_key_file"), g.PrivateKeyFile)
+	}
+	s.done()
+
+	switch g.Type {
+	case "":
+		r.probs.add(s.key("type"), "required (one of password, client_credentials, jwt_bearer, refresh_token)")
+	case grantPassword:
+		if g.Username == "" {
+			r.probs.add(s.key("username"), "required for grant type password")
+		}
+		if !hasPassword {
+			r.probs.add(s.key("password"), "required for grant type password (set password, password: ${ENV_VAR} or password_file; "+
+				"for Salesforce, the password followed by the security token)")
+		}
+	case grantClientCredentials:
+	case grantJWTBearer:
+		if g.Username == "" {
+			r.probs.add(s.key("username"), "required for grant type jwt_bearer (the user the token is issued for)")
+		}
+		if g.PrivateKeyFile == "" {
+			r.probs.add(s.key("private_key_file"), "required for grant type jwt_bearer (the PEM private key whose certificate the server trusts)")
+		}
+		if provider == providerSalesforce {
+			if g.Audience == "" {
+				g.Audience = DefaultSalesforceAudience
+			}
+			if _, isRSA := g.PrivateKey.(*rsa.PrivateKey); g.PrivateKey != nil && !isRSA {
+				r.probs.add(s.key("private_key_file"), "Salesforce accepts only RS256 assertions; use an RSA key")
+			}
+		}
+	case grantRefreshToken:
+		if !hasRefreshToken {
+			r.probs.add(s.key("refresh_token"), "required for grant type refresh_token (set refresh_token, refresh_token: ${ENV_VAR} or refresh_token_file)")
+		}
+	default:
+		r.probs.add(s.key("type"), "unknown grant type %q (one of password, client_credentials, jwt_bearer, refresh_token)", g.Type)
+	}
+	return g
+}
+
+func (r *reader) introspection(s *section, provider string, t TLS) Introspection {
+	in := Introspection{TokenTypeHint: s.str("token_type_hint")}
+	if cs := s.sub("client"); cs.present {
+		c := r.client(cs, provider, t)
+		in.Client = &c
+	}
+	s.done()
+	switch in.TokenTypeHint {
+	case "":
+		in.TokenTypeHint = hintAccessToken
+	case hintAccessToken, hintRefreshToken:
+	default:
+		r.probs.add(s.key("token_type_hint"), "must be access_token or refresh_token, got %q", in.TokenTypeHint)
+	}
+	return in
+}
+
+// verifySignature defaults to true for Salesforce orgs whose client has a
+// secret: the signature is an HMAC keyed with it, so without one there is
+// nothing to verify with.
+func (r *reader) verifySignature(s *section, o Org) bool {
+	want, set := s.boolean("verify_signature")
+	noSecret := o.Client.Secret == "" &&
+		!r.probs.has(s.key("client.secret")) && !r.probs.has(s.key("client.secret_file"))
+	switch {
+	case !set:
+		return o.Provider == providerSalesforce && o.Client.Secret != ""
+	case want && o.Provider == providerGeneric:
+		r.probs.add(s.key("verify_signature"), "only provider salesforce signs token responses; remove verify_signature or set it to false")
+	case want && noSecret:
+		r.probs.add(s.key("verify_signature"), "needs client.secret (Salesforce signs token responses with it); set the secret or verify_signature: false")
+	}
+	return want
+}
+
+func (r *reader) labels(s *section) map[string]string {
+	if !s.present {
+		return nil
+	}
+	out := make(map[string]string, len(s.m))
+	for _, name := range s.keys() {
+		value := s.str(name)
+		path := s.key(name)
+		switch {
+		case !validIdentifier(name):
+			r.probs.add(path, "invalid label name (must match ^[a-zA-Z_][a-zA-Z0-9_]*$)")
+		case strings.HasPrefix(name, "__"):
+			r.probs.add(path, "label names starting with __ are reserved for Prometheus")
+		case reservedLabel(name):
+			r.probs.add(path, "%q is set by tokenwatch itself; choose another label name", name)
+		default:
+			out[name] = value
+		}
+	}
+	return out
+}
+
+// reservedLabel names the labels tokenwatch puts on metrics and alerts; an
+// org label with one of these names would clash with them.
+func reservedLabel(name string) bool {
+	switch name {
+	case "org", "provider", "grant", "outcome", "step", "phase",
+		"alertname", "reason", "severity", "instance", "job":
+		return true
+	}
+	return false
+}
+
+func (r *reader) expect(s *section) Expect {
+	e := Expect{
+		ScopeIncludes: s.strings("scope_includes"),
+		Username:      s.str("username"),
+		ClientID:      s.str("client_id"),
+	}
+	if d, ok := s.duration("min_lifetime"); ok {
+		if d < 0 {
+			r.probs.add(s.key("min_lifetime"), "must not be negative, got %s", d)
+		} else {
+			e.MinLifetime = d
+		}
+	}
+	s.done()
+	return e
+}
+
+// readFile reads a file named in the configuration; the error names the
+// file and never its content.
+func readFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read: %w", err)
+	}
+	return b, nil
+}

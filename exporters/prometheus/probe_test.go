@@ -1,0 +1,245 @@
+package prometheus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/tokenwatch/tokenwatch/checks"
+)
+
+// fakeProber answers from a fixed table and records the deadline it got.
+type fakeProber struct {
+	results  map[string]*checks.Result
+	err      error
+	deadline time.Duration
+}
+
+func (f *fakeProber) ProbeOrg(ctx context.Context, name string) (checks.Info, *checks.Result, error) {
+	if d, ok := ctx.Deadline(); ok {
+		f.deadline = time.Until(d)
+	}
+	if f.err != nil {
+		return checks.Info{}, nil, f.err
+	}
+	r, ok := f.results[name]
+	if !ok {
+		return checks.Info{}, nil, fmt.Errorf("probe %s: %w", name, ErrUnknownOrg)
+	}
+	info := acmeInfo()
+	if name == "beta" {
+		info = betaInfo()
+	}
+	return info, r, nil
+}
+
+func newFakeProber() *fakeProber {
+	return &fakeProber{results: map[string]*checks.Result{"acme-prod": acmeFirst(), "beta": betaNotPermitted()}}
+}
+
+func probe(t *testing.T, p Prober, query string, header http.Header) (*http.Response, string) {
+	t.Helper()
+	srv := httptest.NewServer(ProbeHandler(p, slog.New(slog.DiscardHandler)))
+	defer srv.Close()
+	req, err := http.NewRequest(http.MethodGet, srv.URL+"/probe"+query, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(body)
+}
+
+// sample returns the value of the series with exactly these labels.
+func sample(t *testing.T, exposition, name string, labels map[string]string) (float64, bool) {
+	t.Helper()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(strings.NewReader(exposition))
+	if err != nil {
+		t.Fatalf("the answer is not the text exposition format: %v\n%s", err, exposition)
+	}
+	mf, ok := mfs[name]
+	if !ok {
+		return 0, false
+	}
+next:
+	for _, m := range mf.Metric {
+		if len(m.Label) != len(labels) {
+			continue
+		}
+		for _, lp := range m.Label {
+			if labels[lp.GetName()] != lp.GetValue() {
+				continue next
+			}
+		}
+		switch {
+		case m.Gauge != nil:
+			return m.Gauge.GetValue(), true
+		case m.Counter != nil:
+			return m.Counter.GetValue(), true
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount()), true
+		}
+	}
+	return 0, false
+}
+
+func TestProbeHandlerAnswersTheCheckItRan(t *testing.T) {
+	tests := []struct {
+		org         string
+		wantSuccess float64
+		want        map[string]float64 // series with only the org label
+		wantAbsent  []string
+		outcome     string
+	}{
+		{org: "acme-prod", wantSuccess: 1, outcome: "ok", want: map[string]float64{
+			"tokenwatch_check_success":                            1,
+			"tokenwatch_introspection_active":                     1,
+			"tokenwatch_token_expiry_timestamp_seconds":           1767330000,
+			"tokenwatch_tls_certificate_expiry_timestamp_seconds": 1775098800,
+		}},
+		{org: "beta", wantSuccess: 0, outcome: "introspection_not_permitted", want: map[string]float64{
+			"tokenwatch_check_success":        0,
+			"tokenwatch_introspection_active": 0,
+		}, wantAbsent: []string{"tokenwatch_token_expiry_timestamp_seconds"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.org, func(t *testing.T) {
+			resp, body := probe(t, newFakeProber(), "?org="+url.QueryEscape(tt.org), nil)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d, want 200: %s", resp.StatusCode, body)
+			}
+			if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+				t.Errorf("Content-Type %q, want the text exposition format", ct)
+			}
+			if v, ok := sample(t, body, "tokenwatch_probe_success", map[string]string{}); !ok || v != tt.wantSuccess {
+				t.Errorf("tokenwatch_probe_success = %v (present %v), want %v", v, ok, tt.wantSuccess)
+			}
+			org := map[string]string{"org": tt.org}
+			for name, want := range tt.want {
+				if v, ok := sample(t, body, name, org); !ok || v != want {
+					t.Errorf("%s = %v (present %v), want %v", name, v, ok, want)
+				}
+			}
+			for _, name := range tt.wantAbsent {
+				if _, ok := sample(t, body, name, org); ok {
+					t.Errorf("%s present, want absent", name)
+				}
+			}
+			if v, ok := sample(t, body, "tokenwatch_checks_total", map[string]string{"org": tt.org, "outcome": tt.outcome}); !ok || v != 1 {
+				t.Errorf("checks_total{outcome=%q} = %v (present %v), want 1", tt.outcome, v, ok)
+			}
+			if v, ok := sample(t, body, "tokenwatch_step_duration_seconds", map[string]string{"org": tt.org, "step": "token"}); !ok || v != 1 {
+				t.Errorf("token step histogram count = %v (present %v), want 1", v, ok)
+			}
+			if strings.Contains(body, `org="`+otherOrg(tt.org)+`"`) {
+				t.Errorf("the answer holds series of another org:\n%s", body)
+			}
+		})
+	}
+}
+
+func otherOrg(name string) string {
+	if name == "beta" {
+		return "acme-prod"
+	}
+	return "beta"
+}
+
+func TestProbeHandlerErrors(t *testing.T) {
+	tests := []struct {
+		name       string
+		prober     *fakeProber
+		query      string
+		wantStatus int
+		wantBody   []string
+		notInBody  []string
+	}{
+		{name: "missing org", prober: newFakeProber(), query: "", wantStatus: http.StatusBadRequest,
+			wantBody: []string{"org parameter is missing", "/probe?org=NAME"}},
+		{name: "empty org", prober: newFakeProber(), query: "?org=", wantStatus: http.StatusBadRequest,
+			wantBody: []string{"org parameter is missing"}},
+		{name: "unknown org is named", prober: newFakeProber(), query: "?org=nope", wantStatus: http.StatusNotFound,
+			wantBody: []string{`unknown org "nope"`}},
+		{name: "unknown org name is escaped", prober: newFakeProber(),
+			query: "?org=" + url.QueryEscape("<script>alert(1)</script>\nX-Injected: 1"), wantStatus: http.StatusNotFound,
+			wantBody: []string{"&lt;script&gt;"}, notInBody: []string{"<script>", "\nX-Injected"}},
+		{name: "other errors are 500", prober: &fakeProber{err: errors.New("agent is shutting down")}, query: "?org=acme-prod",
+			wantStatus: http.StatusInternalServerError, wantBody: []string{`probe of org "acme-prod" failed`, "shutting down"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := probe(t, tt.prober, tt.query, nil)
+			if resp.StatusCode != tt.wantStatus {
+				t.Errorf("status %d, want %d", resp.StatusCode, tt.wantStatus)
+			}
+			for _, s := range tt.wantBody {
+				if !strings.Contains(body, s) {
+					t.Errorf("body %q lacks %q", body, s)
+				}
+			}
+			for _, s := range tt.notInBody {
+				if strings.Contains(body, s) {
+					t.Errorf("body %q holds %q", body, s)
+				}
+			}
+		})
+	}
+}
+
+func TestProbeHandlerHonoursScrapeTimeout(t *testing.T) {
+	tests := []struct {
+		name          string
+		header        string
+		wantMin       time.Duration
+		wantMax       time.Duration
+		wantNoTimeout bool
+	}{
+		{name: "no header: no deadline of its own", wantNoTimeout: true},
+		{name: "a margin is kept for the answer", header: "10", wantMin: 9 * time.Second, wantMax: 9500 * time.Millisecond},
+		{name: "short timeouts are used whole", header: "0.5", wantMin: 400 * time.Millisecond, wantMax: 500 * time.Millisecond},
+		{name: "garbage is ignored", header: "soon", wantNoTimeout: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newFakeProber()
+			h := http.Header{}
+			if tt.header != "" {
+				h.Set("X-Prometheus-Scrape-Timeout-Seconds", tt.header)
+			}
+			if resp, body := probe(t, p, "?org=acme-prod", h); resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			if tt.wantNoTimeout {
+				if p.deadline != 0 {
+					t.Errorf("deadline in %v, want none", p.deadline)
+				}
+				return
+			}
+			if p.deadline < tt.wantMin || p.deadline > tt.wantMax {
+				t.Errorf("deadline in %v, want between %v and %v", p.deadline, tt.wantMin, tt.wantMax)
+			}
+		})
+	}
+}
