@@ -68,9 +68,7 @@ func parse(p koanf.Provider, baseDir string, env []string) (*Config, error) {
 	if err := k.Load(p, yaml.Parser()); err != nil {
 		var typeErr *yamlv3.TypeError
 		if errors.As(err, &typeErr) {
-			// The yaml message quotes the offending value, which may be a
-			// secret when a secret file was passed as the config by mistake.
-			return nil, errors.New("load config: the top level must be a YAML mapping with global: and orgs:")
+			return nil, fmt.Errorf("load config: %s", describeTypeError(typeErr))
 		}
 		return nil, fmt.Errorf("load config: %w", err)
 	}
@@ -87,6 +85,21 @@ func parse(p koanf.Provider, baseDir string, env []string) (*Config, error) {
 		return nil, r.probs.list
 	}
 	return cfg, nil
+}
+
+// describeTypeError keeps yaml's line numbers but drops its quotes of the
+// offending value: that value is the whole file when a secret file is passed
+// as the config by mistake. Everything nested decodes into interfaces, so a
+// type mismatch can only be at the top level.
+func describeTypeError(e *yamlv3.TypeError) string {
+	msgs := make([]string, len(e.Errors))
+	for i, m := range e.Errors {
+		if line, _, found := strings.Cut(m, ": cannot unmarshal"); found {
+			m = line + ": the top level must be a YAML mapping with global: and orgs:"
+		}
+		msgs[i] = m
+	}
+	return strings.Join(msgs, "; ")
 }
 
 // reader turns the raw configuration into a Config, collecting problems.

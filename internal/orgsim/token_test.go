@@ -1,8 +1,8 @@
 package orgsim_test
 
 import (
-	"errors"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"strconv"

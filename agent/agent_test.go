@@ -1,0 +1,324 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tokenwatch/tokenwatch/checks"
+	"github.com/tokenwatch/tokenwatch/configs"
+	"github.com/tokenwatch/tokenwatch/internal/orgsim"
+)
+
+// recorder is an Observer that remembers what it was told.
+type recorder struct {
+	mu      sync.Mutex
+	sets    [][]string
+	results map[string][]*checks.Result
+	// afterRemoval counts results observed for orgs not in the latest set.
+	afterRemoval int
+	current      map[string]bool
+}
+
+func newRecorder() *recorder {
+	return &recorder{results: map[string][]*checks.Result{}, current: map[string]bool{}}
+}
+
+func (r *recorder) SetOrgs(infos []checks.Info) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var names []string
+	r.current = map[string]bool{}
+	for _, i := range infos {
+		names = append(names, i.Name)
+		r.current[i.Name] = true
+	}
+	r.sets = append(r.sets, names)
+}
+
+func (r *recorder) Observe(info checks.Info, res *checks.Result) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.current[info.Name] {
+		r.afterRemoval++
+	}
+	r.results[info.Name] = append(r.results[info.Name], res)
+}
+
+func (r *recorder) count(name string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.results[name])
+}
+
+// waitFor polls cond for up to 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// simulated starts an org with one client-credentials app per name, behind a
+// handler that counts concurrent requests.
+type simulated struct {
+	org      *orgsim.Org
+	srv      *httptest.Server
+	inflight atomic.Int32
+	peak     atomic.Int32
+}
+
+func newSimulated(t *testing.T, apps ...string) *simulated {
+	t.Helper()
+	s := &simulated{org: orgsim.New(orgsim.Options{})}
+	s.org.AddUser(orgsim.User{Username: "u@example.com", Password: "p"})
+	for _, a := range apps {
+		s.org.AddApp(orgsim.App{ClientID: a, ClientSecret: "secret-" + a, RunAsUser: "u@example.com"})
+	}
+	h := s.org.Handler()
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := s.inflight.Add(1)
+		defer s.inflight.Add(-1)
+		for {
+			p := s.peak.Load()
+			if n <= p || s.peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *simulated) config(t *testing.T, global string, orgs ...string) *configs.Config {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "global:\n  schedule: \"@every 1h\"\n%s\norgs:\n", global)
+	for _, o := range orgs {
+		name, extra, _ := strings.Cut(o, "|")
+		fmt.Fprintf(&b, "  - name: %s\n    url: %s\n    client: {id: %s, secret: secret-%s}\n    grant: {type: client_credentials}\n%s\n",
+			name, s.srv.URL, name, name, extra)
+	}
+	cfg, err := configs.Parse([]byte(b.String()), t.TempDir(), nil)
+	if err != nil {
+		t.Fatalf("config:\n%s\n%v", b.String(), err)
+	}
+	return cfg
+}
+
+func TestApplyRunsAddsRemovesAndKeepsState(t *testing.T) {
+	sim := newSimulated(t, "a", "b", "c")
+	rec := newRecorder()
+	ag := New(Options{Observers: []Observer{rec}, RunOnStart: true})
+	ag.Start()
+	defer ag.Stop(context.Background())
+
+	if err := ag.Apply(sim.config(t, "", "a", "b")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "first checks", func() bool { return rec.count("a") == 1 && rec.count("b") == 1 })
+	if r := rec.results["a"][0]; r.Outcome != checks.OutcomeOK {
+		t.Fatalf("a: %s %s", r.Outcome, r.Explanation)
+	}
+
+	// Reload with the same config: nothing restarts, the last results stay.
+	tokens := sim.org.Requests(orgsim.EndpointToken)
+	if err := ag.Apply(sim.config(t, "", "a", "b")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if got := sim.org.Requests(orgsim.EndpointToken); got != tokens {
+		t.Errorf("an unchanged reload re-ran checks: %d token requests, want %d", got, tokens)
+	}
+	if last := ag.Last(); last["a"] == nil || last["b"] == nil {
+		t.Fatalf("unchanged orgs lost their last result: %v", last)
+	}
+
+	// Remove a, change b's labels, add c.
+	if err := ag.Apply(sim.config(t, "", "b|    labels: {team: x}", "c")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "changed and added orgs checked", func() bool { return rec.count("b") == 2 && rec.count("c") == 1 })
+	last := ag.Last()
+	if _, ok := last["a"]; ok {
+		t.Errorf("removed org still has state")
+	}
+	if got := rec.sets[len(rec.sets)-1]; !slices.Equal(got, []string{"b", "c"}) {
+		t.Errorf("observers were given %v, want [b c]", got)
+	}
+	if _, _, err := ag.ProbeOrg(context.Background(), "a"); err == nil || !strings.Contains(err.Error(), "unknown org") {
+		t.Errorf("probe of removed org: %v", err)
+	}
+}
+
+func TestApplyRefusesBadConfigAndKeepsRunning(t *testing.T) {
+	sim := newSimulated(t, "a")
+	rec := newRecorder()
+	ag := New(Options{Observers: []Observer{rec}})
+	cfg := sim.config(t, "", "a")
+	if err := ag.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	bad := sim.config(t, "", "a", "b")
+	bad.Orgs[1].Schedule = "every now and then"
+	err := ag.Apply(bad)
+	if err == nil || !strings.Contains(err.Error(), "every now and then") {
+		t.Fatalf("bad schedule accepted: %v", err)
+	}
+	if got := rec.sets; len(got) != 1 {
+		t.Fatalf("a refused config reached the observers: %v", got)
+	}
+	if _, _, err := ag.ProbeOrg(context.Background(), "a"); err != nil {
+		t.Fatalf("running org lost after a refused reload: %v", err)
+	}
+}
+
+func TestLateResultOfRemovedOrgIsDropped(t *testing.T) {
+	sim := newSimulated(t, "a", "b")
+	sim.org.SetFault(orgsim.EndpointToken, orgsim.Fault{Latency: 300 * time.Millisecond})
+	rec := newRecorder()
+	ag := New(Options{Observers: []Observer{rec}, RunOnStart: true})
+	ag.Start()
+	defer ag.Stop(context.Background())
+	if err := ag.Apply(sim.config(t, "", "a", "b")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the checks are in flight
+	if err := ag.Apply(sim.config(t, "", "b")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b's check", func() bool { return rec.count("b") == 1 })
+	time.Sleep(100 * time.Millisecond)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.afterRemoval != 0 || len(rec.results["a"]) != 0 {
+		t.Fatalf("a removed org's late result was published (%d)", rec.afterRemoval)
+	}
+}
+
+func TestConcurrencyIsBounded(t *testing.T) {
+	names := []string{"o1", "o2", "o3", "o4", "o5", "o6"}
+	sim := newSimulated(t, names...)
+	sim.org.SetFault(orgsim.EndpointToken, orgsim.Fault{Latency: 100 * time.Millisecond})
+	rec := newRecorder()
+	ag := New(Options{Observers: []Observer{rec}, RunOnStart: true})
+	ag.Start()
+	defer ag.Stop(context.Background())
+	if err := ag.Apply(sim.config(t, "  max_concurrent_checks: 2", names...)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "all checks", func() bool {
+		for _, n := range names {
+			if rec.count(n) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if p := sim.peak.Load(); p > 2 {
+		t.Fatalf("%d requests in flight at once, want at most max_concurrent_checks = 2", p)
+	}
+}
+
+func TestStopWaitsForRunningChecks(t *testing.T) {
+	sim := newSimulated(t, "a")
+	sim.org.SetFault(orgsim.EndpointToken, orgsim.Fault{Latency: 300 * time.Millisecond})
+	rec := newRecorder()
+	ag := New(Options{Observers: []Observer{rec}, RunOnStart: true})
+	ag.Start()
+	if err := ag.Apply(sim.config(t, "", "a")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	ag.Stop(context.Background())
+	if rec.count("a") != 1 || rec.results["a"][0].Outcome != checks.OutcomeOK {
+		t.Fatalf("stop did not let the running check finish: %d results", rec.count("a"))
+	}
+}
+
+func TestShardsPartitionOrgs(t *testing.T) {
+	sim := newSimulated(t)
+	var names []string
+	for i := range 40 {
+		names = append(names, fmt.Sprintf("org-%02d", i))
+	}
+	cfg := sim.config(t, "", names...)
+	seen := map[string]int{}
+	for shard := range 3 {
+		rec := newRecorder()
+		ag := New(Options{Observers: []Observer{rec}, Shard: shard, Shards: 3})
+		if err := ag.Apply(cfg); err != nil {
+			t.Fatal(err)
+		}
+		got := rec.sets[0]
+		if len(got) == 0 || len(got) == 40 {
+			t.Errorf("shard %d owns %d of 40 orgs", shard, len(got))
+		}
+		for _, n := range got {
+			seen[n]++
+		}
+	}
+	for _, n := range names {
+		if seen[n] != 1 {
+			t.Errorf("org %s is owned by %d shards, want exactly 1", n, seen[n])
+		}
+	}
+}
+
+func TestSpreadSchedule(t *testing.T) {
+	now := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	perSecond := map[int64]int{}
+	offsets := map[time.Duration]bool{}
+	for i := range 1000 {
+		name := fmt.Sprintf("org-%d", i)
+		s, err := spreadSchedule("@every 1m", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := s.Next(now)
+		if !next.After(now) || next.Sub(now) > time.Minute {
+			t.Fatalf("%s: next %s not within one interval of %s", name, next, now)
+		}
+		if again := s.Next(next); again.Sub(next) != time.Minute {
+			t.Fatalf("%s: runs %s apart, want 1m", name, again.Sub(next))
+		}
+		twin, _ := spreadSchedule("@every 1m", name)
+		if twin.Next(now) != next {
+			t.Fatalf("%s: offset is not deterministic", name)
+		}
+		perSecond[next.Unix()]++
+		offsets[next.Sub(now)] = true
+	}
+	busiest := 0
+	for _, n := range perSecond {
+		busiest = max(busiest, n)
+	}
+	// 1000 orgs over 60 s average under 17 a second; all in one second would be 1000.
+	if busiest > 50 || len(perSecond) < 55 {
+		t.Fatalf("runs are not spread: busiest second has %d, %d distinct seconds", busiest, len(perSecond))
+	}
+
+	s, err := spreadSchedule("*/5 * * * *", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := s.Next(now)
+	if off := next.Sub(next.Truncate(5 * time.Minute)); !next.After(now) || off >= time.Minute {
+		t.Fatalf("cron spec run at %s: delayed by %s, want within [0, 1m) of a */5 minute", next, off)
+	}
+	if _, err := spreadSchedule("61 * * * *", "x"); err == nil {
+		t.Fatal("a bad spec was accepted")
+	}
+}
