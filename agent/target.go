@@ -39,7 +39,7 @@ func Target(o configs.Org) (checks.Target, error) {
 			RefreshToken: checks.Secret(o.Grant.RefreshToken.Reveal()),
 			Scope:        o.Grant.Scope,
 		},
-		Introspection: checks.Introspection{TokenTypeHint: o.Introspection.TokenTypeHint},
+		Introspection:   checks.Introspection{TokenTypeHint: o.Introspection.TokenTypeHint},
 		Probe:           o.Probe,
 		TokenMode:       o.TokenMode,
 		VerifySignature: o.VerifySignature,

@@ -115,14 +115,14 @@ type Expectations struct {
 // Target is everything needed to check one org. It is built from the
 // configuration by the agent; checks never reads configuration files.
 type Target struct {
-	Name         string
-	Provider     string
-	URL          string // salesforce base URL
-	DiscoveryURL string
-	Endpoints    Endpoints
-	Timeout      time.Duration
-	Client       Client
-	Grant        Grant
+	Name          string
+	Provider      string
+	URL           string // salesforce base URL
+	DiscoveryURL  string
+	Endpoints     Endpoints
+	Timeout       time.Duration
+	Client        Client
+	Grant         Grant
 	Introspection Introspection
 	// Probe is ProbeUserinfo, ProbeNone or a URL called with the token as Bearer.
 	Probe           string
