@@ -22,6 +22,8 @@
 //   - Revoking an unknown or dead token answers 400 invalid_token, unlike
 //     RFC 7009. Revoking a refresh token revokes its whole chain.
 //   - A missing client_id is treated as an unknown one (invalid_client_id).
+//   - OAuth parameters are read from the form body only, never from the query
+//     string, where credentials do not belong; revoke by GET is the exception.
 //   - The HTTP Date header follows Options.Clock (plus any Fault.DateSkew), so
 //     a client comparing it to its own clock sees the simulated server's time.
 package orgsim
@@ -265,7 +267,7 @@ func (o *Org) Certificate() *x509.Certificate {
 }
 
 // Client returns an HTTP client that trusts the org's certificate; nil
-// before Start. It follows no redirects of its own accord beyond Go's defaults.
+// before Start.
 func (o *Org) Client() *http.Client {
 	o.srvMu.Lock()
 	defer o.srvMu.Unlock()

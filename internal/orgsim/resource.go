@@ -35,7 +35,7 @@ func allowGetPost(w http.ResponseWriter, r *http.Request) bool {
 	if r.Method == http.MethodGet || r.Method == http.MethodPost || r.Method == http.MethodHead {
 		return true
 	}
-	w.Header().Set("Allow", "GET, POST")
+	w.Header().Set("Allow", "GET, HEAD, POST")
 	w.WriteHeader(http.StatusMethodNotAllowed)
 	return false
 }
