@@ -73,11 +73,19 @@ orgs:
     introspection:
       client: {id: introspector, secret: s}
 `, nil)
+	jwtOnly := mustParse(t, `
+orgs:
+  - name: acme
+    url: https://acme.my.salesforce.com
+    client: {id: acme-client}
+    grant: {type: jwt_bearer, username: u@acme.com, private_key_file: rsa-pkcs1.key}
+`, nil)
 	for _, tc := range []struct {
 		name      string
 		got, want any
 	}{
 		{"global schedule", sf.Global.Schedule, "@every 1m"},
+		{"jwt_bearer without client credentials: none", jwtOnly.Orgs[0].Client.AuthMethod, "none"},
 		{"global timeout", sf.Global.Timeout, 10 * time.Second},
 		{"global max_concurrent_checks", sf.Global.MaxConcurrentChecks, 32},
 		{"provider", sf.Orgs[0].Provider, "salesforce"},

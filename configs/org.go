@@ -98,7 +98,8 @@ func (r *reader) org(s *section, index int, g Global, firstIndex map[string]int)
 
 	// TLS first: tls_client_auth needs to know whether a certificate is set.
 	o.TLS = r.tls(s.sub("tls"))
-	o.Client = r.client(s.sub("client"), o.Provider, o.TLS)
+	grantType := s.sub("grant").str("type")
+	o.Client = r.client(s.sub("client"), o.Provider, grantType, o.TLS)
 	o.Grant = r.grant(s.sub("grant"), o.Provider)
 	o.Introspection = r.introspection(s.sub("introspection"), o.Provider, o.TLS)
 
@@ -300,7 +301,7 @@ func (r *reader) readSecretFile(path, file string) Secret {
 	return Secret(v)
 }
 
-func (r *reader) client(s *section, provider string, t TLS) Client {
+func (r *reader) client(s *section, provider, grantType string, t TLS) Client {
 	c := Client{
 		ID:         s.str("id"),
 		AuthMethod: s.str("auth_method"),
@@ -318,7 +319,7 @@ func (r *reader) client(s *section, provider string, t TLS) Client {
 		r.probs.add(s.key("id"), "required (the OAuth client id; for Salesforce the connected app's consumer key)")
 	}
 	if c.AuthMethod == "" && !r.probs.has(s.key("auth_method")) {
-		c.AuthMethod = defaultAuthMethod(provider, hasSecret, c.PrivateKeyFile != "")
+		c.AuthMethod = defaultAuthMethod(provider, grantType, hasSecret, c.PrivateKeyFile != "")
 	}
 	switch c.AuthMethod {
 	case authClientSecretBasic, authClientSecretPost:
@@ -341,12 +342,16 @@ func (r *reader) client(s *section, provider string, t TLS) Client {
 }
 
 // defaultAuthMethod follows what each provider's token endpoint expects: a
-// client with only a private key signs assertions, Salesforce documents
-// credentials in the body, and RFC 6749 §2.3.1 makes Basic the baseline.
-func defaultAuthMethod(provider string, hasSecret, hasKey bool) string {
+// client with only a private key signs assertions, a jwt_bearer grant without
+// client credentials needs none (the signed assertion is the credential, as
+// in Salesforce's JWT bearer flow), Salesforce documents credentials in the
+// body, and RFC 6749 §2.3.1 makes Basic the baseline.
+func defaultAuthMethod(provider, grantType string, hasSecret, hasKey bool) string {
 	switch {
 	case hasKey && !hasSecret:
 		return authPrivateKeyJWT
+	case grantType == grantJWTBearer && !hasSecret:
+		return authNone
 	case provider == providerSalesforce:
 		return authClientSecretPost
 	default:
@@ -411,7 +416,7 @@ func (r *reader) grant(s *section, provider string) Grant {
 func (r *reader) introspection(s *section, provider string, t TLS) Introspection {
 	in := Introspection{TokenTypeHint: s.str("token_type_hint")}
 	if cs := s.sub("client"); cs.present {
-		c := r.client(cs, provider, t)
+		c := r.client(cs, provider, "", t)
 		in.Client = &c
 	}
 	s.done()
