@@ -79,7 +79,7 @@ type simulated struct {
 	peak     atomic.Int32
 }
 
-func newSimulated(t *testing.T, apps ...string) *simulated {
+func newSimulated(t testing.TB, apps ...string) *simulated {
 	t.Helper()
 	s := &simulated{org: orgsim.New(orgsim.Options{})}
 	s.org.AddUser(orgsim.User{Username: "u@example.com", Password: "p"})
@@ -102,7 +102,7 @@ func newSimulated(t *testing.T, apps ...string) *simulated {
 	return s
 }
 
-func (s *simulated) config(t *testing.T, global string, orgs ...string) *configs.Config {
+func (s *simulated) config(t testing.TB, global string, orgs ...string) *configs.Config {
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "global:\n  schedule: \"@every 1h\"\n%s\norgs:\n", global)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -63,7 +64,7 @@ var testKey = sync.OnceValue(func() *rsa.PrivateKey {
 	return k
 })
 
-func newWorld(t *testing.T, opts orgsim.Options) *world {
+func newWorld(t testing.TB, opts orgsim.Options) *world {
 	t.Helper()
 	w := &world{key: testKey(), clock: &clock{t: time.Now().UTC().Truncate(time.Second)}}
 	opts.Clock = w.clock.Now
@@ -705,5 +706,71 @@ func TestSecretPrintsRedacted(t *testing.T) {
 	}
 	if s.Reveal() != ccSecret {
 		t.Fatal("Reveal lost the value")
+	}
+}
+
+func TestEveryOutcomeIsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/outcomes.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(checks.AllOutcomes) != len(checks.OutcomeDoc) {
+		t.Errorf("%d outcomes but %d descriptions", len(checks.AllOutcomes), len(checks.OutcomeDoc))
+	}
+	for _, o := range checks.AllOutcomes {
+		if !strings.Contains(string(doc), "| `"+string(o)+"` |") {
+			t.Errorf("docs/outcomes.md has no row for %s", o)
+		}
+		if checks.OutcomeDoc[o] == "" {
+			t.Errorf("no OutcomeDoc for %s", o)
+		}
+	}
+}
+
+func TestResultJSONUsesSecondsAndRoundTrips(t *testing.T) {
+	w := newWorld(t, orgsim.Options{})
+	res := w.check(t, w.target("client_credentials"))
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var generic map[string]any
+	if err := json.Unmarshal(b, &generic); err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := generic["duration_seconds"].(float64); !ok || d <= 0 || d > 10 {
+		t.Errorf("duration_seconds = %v, want a small float", generic["duration_seconds"])
+	}
+	if _, ok := generic["tls_cert_expiry"]; ok {
+		t.Errorf("an unknown time is written out: %s", b)
+	}
+	token := generic["token"].(map[string]any)
+	if token["lifetime_seconds"] != 7200.0 {
+		t.Errorf("lifetime_seconds = %v, want 7200", token["lifetime_seconds"])
+	}
+	var back checks.Result
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Duration.Round(time.Microsecond) != res.Duration.Round(time.Microsecond) ||
+		back.Steps[0].Phases.Processing.Round(time.Microsecond) != res.Steps[0].Phases.Processing.Round(time.Microsecond) ||
+		!back.Token.Expiry.Equal(res.Token.Expiry) || back.Outcome != res.Outcome {
+		t.Errorf("round trip changed the result:\n%+v\n%+v", res, back)
+	}
+}
+
+func TestTargetPrintsNoCredentials(t *testing.T) {
+	w := newWorld(t, orgsim.Options{})
+	tg := w.target("jwt_bearer")
+	tg.Client = checks.Client{ID: "id", Secret: ccSecret, PrivateKey: w.key}
+	tg.Grant.Password = userPassword
+	out := fmt.Sprintf("%v %+v %#v %s", tg, tg, tg, tg.Client)
+	for _, s := range []string{ccSecret, userPassword, w.key.D.String()[:20]} {
+		if strings.Contains(out, s) {
+			t.Fatalf("printing a Target shows a credential (%.6s...)", s)
+		}
+	}
+	if !strings.Contains(out, "<private key>") || !strings.Contains(out, "<secret>") {
+		t.Fatalf("printed target lacks the redaction marks: %s", out)
 	}
 }

@@ -3,6 +3,7 @@ package checks
 import (
 	"crypto"
 	"crypto/tls"
+	"fmt"
 	"time"
 )
 
@@ -164,11 +165,11 @@ var AllSteps = []Step{StepToken, StepIntrospect, StepProbe, StepRevoke}
 // Phases are httptrace timings of one request. On a reused keep-alive
 // connection Resolve, Connect and TLS are zero.
 type Phases struct {
-	Resolve    time.Duration `json:"resolve"`
-	Connect    time.Duration `json:"connect"`
-	TLS        time.Duration `json:"tls"`
-	Processing time.Duration `json:"processing"`
-	Transfer   time.Duration `json:"transfer"`
+	Resolve    time.Duration `json:"resolve_seconds"`
+	Connect    time.Duration `json:"connect_seconds"`
+	TLS        time.Duration `json:"tls_seconds"`
+	Processing time.Duration `json:"processing_seconds"`
+	Transfer   time.Duration `json:"transfer_seconds"`
 }
 
 // PhaseNames lists the phase label values in order.
@@ -189,7 +190,7 @@ type StepResult struct {
 	Sent []string `json:"sent,omitempty"`
 	// Status is the HTTP status, 0 when no response arrived.
 	Status   int           `json:"status"`
-	Duration time.Duration `json:"duration"`
+	Duration time.Duration `json:"duration_seconds"`
 	Phases   Phases        `json:"phases"`
 	// Outcome is this step's own classification; OutcomeOK when it did its part.
 	Outcome Outcome `json:"outcome"`
@@ -212,9 +213,9 @@ const (
 type TokenFacts struct {
 	// Minted is true when this check obtained the token; false when a kept token was reused.
 	Minted    bool      `json:"minted"`
-	IssuedAt  time.Time `json:"issued_at,omitempty"`
-	Expiry    time.Time `json:"expiry,omitempty"`
-	NotBefore time.Time `json:"not_before,omitempty"`
+	IssuedAt  time.Time `json:"issued_at,omitzero"`
+	Expiry    time.Time `json:"expiry,omitzero"`
+	NotBefore time.Time `json:"not_before,omitzero"`
 	// ExpirySource says where Expiry came from: introspection, expires_in or jwt.
 	ExpirySource string `json:"expiry_source,omitempty"`
 	Scope        string `json:"scope,omitempty"`
@@ -228,7 +229,7 @@ type TokenFacts struct {
 	// Active is the introspection answer; nil when introspection gave none.
 	Active *bool `json:"active,omitempty"`
 	// ClockSkew is server time (HTTP Date of the token response) minus local time.
-	ClockSkew time.Duration `json:"clock_skew,omitempty"`
+	ClockSkew time.Duration `json:"clock_skew_seconds,omitzero"`
 }
 
 // Lifetime is exp - iat, zero when either is unknown.
@@ -243,7 +244,7 @@ func (f TokenFacts) Lifetime() time.Duration {
 type Result struct {
 	Org      string        `json:"org"`
 	Start    time.Time     `json:"start"`
-	Duration time.Duration `json:"duration"`
+	Duration time.Duration `json:"duration_seconds"`
 	Outcome  Outcome       `json:"outcome"`
 	// Explanation says what was seen, in words, with numbers.
 	Explanation string `json:"explanation"`
@@ -252,7 +253,7 @@ type Result struct {
 	Steps []StepResult `json:"steps"`
 	Token TokenFacts   `json:"token"`
 	// TLSCertExpiry is the earliest NotAfter among certificates presented; zero over plain http.
-	TLSCertExpiry time.Time `json:"tls_cert_expiry,omitempty"`
+	TLSCertExpiry time.Time `json:"tls_cert_expiry,omitzero"`
 }
 
 // Success reports whether the check was healthy.
@@ -266,4 +267,43 @@ func (r *Result) Step(s Step) *StepResult {
 		}
 	}
 	return nil
+}
+
+// redactedKey stands in for a private key when a Client or Grant is printed,
+// which would otherwise show the key's numbers.
+type redactedKey struct{}
+
+func (redactedKey) String() string { return "<private key>" }
+
+func keyForPrinting(k crypto.Signer) any {
+	if k == nil {
+		return nil
+	}
+	return redactedKey{}
+}
+
+// Format prints the client with its private key withheld.
+func (c Client) Format(f fmt.State, verb rune) {
+	type client struct {
+		ID         string
+		Secret     Secret
+		AuthMethod string
+		PrivateKey any
+		KeyID      string
+	}
+	fmt.Fprintf(f, fmt.FormatString(f, verb), client{c.ID, c.Secret, c.AuthMethod, keyForPrinting(c.PrivateKey), c.KeyID})
+}
+
+// Format prints the grant with its private key withheld.
+func (g Grant) Format(f fmt.State, verb rune) {
+	type grant struct {
+		Type, Username string
+		Password       Secret
+		PrivateKey     any
+		KeyID          string
+		Audience       string
+		RefreshToken   Secret
+		Scope          string
+	}
+	fmt.Fprintf(f, fmt.FormatString(f, verb), grant{g.Type, g.Username, g.Password, keyForPrinting(g.PrivateKey), g.KeyID, g.Audience, g.RefreshToken, g.Scope})
 }

@@ -73,6 +73,8 @@ type Server struct {
 	tokens   map[string]*token
 	issued   []string
 	requests map[string]int
+	// badSignatures: token responses carry a signature made with the wrong key.
+	badSignatures bool
 }
 
 // NewServer starts a server on 127.0.0.1 with a random port.
@@ -156,6 +158,14 @@ func (s *Server) BlockSessions(username string, on bool) {
 			}
 		}
 	}
+}
+
+// CorruptSignatures makes token responses carry a signature computed with a
+// key other than the client secret, as when a response is altered in transit.
+func (s *Server) CorruptSignatures(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.badSignatures = on
 }
 
 // IssuedTokens lists every access token the server has issued, in order.
@@ -304,7 +314,11 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		IssuedAt:    strconv.FormatInt(now.UnixMilli(), 10),
 		Scope:       scope,
 	}
-	mac := hmac.New(sha256.New, []byte(app.ClientSecret))
+	key := app.ClientSecret
+	if s.badSignatures {
+		key = "not-" + key
+	}
+	mac := hmac.New(sha256.New, []byte(key))
 	mac.Write([]byte(resp.ID + resp.IssuedAt))
 	resp.Signature = base64.StdEncoding.EncodeToString(mac.Sum(nil))
 	w.Header().Set("Cache-Control", "no-store")

@@ -1,0 +1,47 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"testing"
+)
+
+// BenchmarkRound1000Orgs applies a config of 1000 orgs (one simulated org
+// serves all of them) and runs one round of checks with the default bound of
+// 32 concurrent checks. It reports the round's wall time per org and the heap
+// the agent holds per org afterwards (checkers, keep-alive clients, last results).
+func BenchmarkRound1000Orgs(b *testing.B) {
+	const n = 1000
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("org-%04d", i)
+	}
+	sim := newSimulated(b, names...)
+	cfg := sim.config(b, "", names...)
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		rec := newRecorder()
+		ag := New(Options{Observers: []Observer{rec}, RunOnStart: true})
+		ag.Start()
+		if err := ag.Apply(cfg); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			rec.mu.Lock()
+			done := len(rec.results) == n
+			rec.mu.Unlock()
+			if done {
+				break
+			}
+			runtime.Gosched()
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "heap-B/org")
+		ag.Stop(context.Background())
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/org-check")
+}
