@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/tokenwatch/tokenwatch/internal/orgsim"
 )
 
@@ -495,4 +497,98 @@ func sample(metrics, series string) (float64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// TestDemo runs `tokenwatch demo` as a newcomer would and reads its metrics:
+// the seed case next to healthy orgs of every grant.
+func TestDemo(t *testing.T) {
+	addr := freePort(t)
+	logs := &syncBuffer{}
+	cmd := exec.Command(tokenwatchBinary(t), "demo", "--web.listen-address="+addr)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	d := &daemon{addr: addr}
+	var metrics string
+	waitUntil(t, "the demo's first checks", func() bool {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		metrics = string(b)
+		return strings.Count(metrics, "tokenwatch_check_success{") == 7
+	})
+	for _, want := range []string{
+		`tokenwatch_checks_total{org="seed-password-grant",outcome="introspection_not_permitted"}`,
+		`tokenwatch_check_success{org="acme-client-credentials"} 1`,
+		`tokenwatch_check_success{org="acme-jwt-bearer"} 1`,
+		`tokenwatch_check_success{org="acme-password-introspect-all"} 1`,
+		`tokenwatch_check_success{org="acme-refresh-token"} 1`,
+		`tokenwatch_check_success{org="slow-token-endpoint"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("demo metrics lack %s", want)
+		}
+	}
+	if !strings.Contains(logs.String(), "status page   http://") {
+		t.Errorf("the demo does not print where to look:\n%s", logs)
+	}
+	if code, page := d.get(t, "/"); code != 200 || !strings.Contains(page, "Introspect All Tokens") {
+		t.Errorf("demo status page (%d) does not explain the seed case", code)
+	}
+}
+
+// TestWebConfigBasicAuth protects every endpoint with the exporter-toolkit
+// web configuration.
+func TestWebConfigBasicAuth(t *testing.T) {
+	f := newFixture(t)
+	hash, err := bcrypt.GenerateFromPassword([]byte("scrape-password"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	webConfig := filepath.Join(f.dir, "web.yml")
+	if err := os.WriteFile(webConfig, []byte("basic_auth_users:\n  prometheus: "+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freePort(t)
+	cmd := exec.Command(tokenwatchBinary(t), "--config.file="+f.config, "--web.listen-address="+addr, "--web.config.file="+webConfig)
+	cmd.Env = f.env()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	get := func(path, user, pass string) int {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	waitUntil(t, "the daemon to listen", func() bool { return get("/-/healthy", "prometheus", "scrape-password") == 200 })
+	for _, path := range []string{"/metrics", "/api/v1/orgs", "/", "/probe?org=healthy-cc"} {
+		if code := get(path, "", ""); code != http.StatusUnauthorized {
+			t.Errorf("%s without credentials answered %d, want 401", path, code)
+		}
+		if code := get(path, "prometheus", "wrong"); code != http.StatusUnauthorized {
+			t.Errorf("%s with a wrong password answered %d, want 401", path, code)
+		}
+		if code := get(path, "prometheus", "scrape-password"); code != http.StatusOK {
+			t.Errorf("%s with credentials answered %d, want 200", path, code)
+		}
+	}
 }
