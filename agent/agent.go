@@ -42,6 +42,16 @@ type Options struct {
 	NewChecker func(checks.Target) *checks.Checker
 	// RunOnStart runs each new org's check once right after it is added.
 	RunOnStart bool
+	// Instruments, when set, is told when checks start and finish.
+	Instruments Instruments
+}
+
+// Instruments receive the agent's own health signals.
+type Instruments interface {
+	// CheckStarted is called when a check got its concurrency slot after waiting.
+	CheckStarted(waited time.Duration)
+	// CheckFinished is called when it gave the slot back.
+	CheckFinished()
 }
 
 // Agent schedules and runs the checks of every configured org.
@@ -256,6 +266,7 @@ func (j *orgJob) run(ctx context.Context) (*checks.Result, error) {
 	a.mu.Lock()
 	sem := a.sem
 	a.mu.Unlock()
+	queued := time.Now()
 	select {
 	case sem <- struct{}{}:
 	case <-ctx.Done():
@@ -264,6 +275,10 @@ func (j *orgJob) run(ctx context.Context) (*checks.Result, error) {
 		return nil, context.Canceled
 	}
 	defer func() { <-sem }()
+	if in := a.opts.Instruments; in != nil {
+		in.CheckStarted(time.Since(queued))
+		defer in.CheckFinished()
+	}
 
 	ctx, cancel := context.WithTimeout(ctx, j.timeout)
 	defer cancel()

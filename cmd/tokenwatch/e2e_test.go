@@ -289,6 +289,9 @@ func TestDaemonEndToEnd(t *testing.T) {
 		`tokenwatch_build_info{`,
 		`tokenwatch_config_last_reload_successful 1`,
 		`tokenwatch_config_last_reload_success_timestamp_seconds`,
+		`tokenwatch_config_reloads_total{result="success"} 1`,
+		`tokenwatch_check_queue_wait_seconds_count`,
+		`tokenwatch_checks_running`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
@@ -332,7 +335,8 @@ func TestDaemonEndToEnd(t *testing.T) {
 		t.Errorf("bad reload answered %d: %s", resp.StatusCode, body)
 	}
 	_, metrics = d.get(t, "/metrics")
-	if !strings.Contains(metrics, "tokenwatch_config_last_reload_successful 0") || !strings.Contains(metrics, `org="seed-case"`) {
+	if !strings.Contains(metrics, "tokenwatch_config_last_reload_successful 0") || !strings.Contains(metrics, `org="seed-case"`) ||
+		!strings.Contains(metrics, `tokenwatch_config_reloads_total{result="failure"} 1`) {
 		t.Errorf("after a refused reload: want reload_successful 0 and the old orgs still exported")
 	}
 

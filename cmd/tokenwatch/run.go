@@ -72,14 +72,21 @@ func runDaemon(o daemonOptions) int {
 		Name: "tokenwatch_config_last_reload_success_timestamp_seconds",
 		Help: "Timestamp of the last successful configuration reload.",
 	})
+	reloads := promauto.With(reg).NewCounterVec(prom.CounterOpts{
+		Name: "tokenwatch_config_reloads_total",
+		Help: "Configuration loads and reloads by result (success or failure).",
+	}, []string{"result"})
+	reloads.WithLabelValues("success")
+	reloads.WithLabelValues("failure")
 	page := status.NewPage(status.PageOptions{Title: "tokenwatch", Version: version.Version})
 
 	ag := agent.New(agent.Options{
-		Logger:     logger,
-		Observers:  []agent.Observer{collector, page},
-		Shard:      o.shard,
-		Shards:     o.shards,
-		RunOnStart: true,
+		Logger:      logger,
+		Observers:   []agent.Observer{collector, page},
+		Shard:       o.shard,
+		Shards:      o.shards,
+		RunOnStart:  true,
+		Instruments: promexp.NewAgentMetrics(reg),
 	})
 
 	// reload is the one path for the first load, SIGHUP and POST /-/reload.
@@ -88,8 +95,10 @@ func runDaemon(o daemonOptions) int {
 			if err == nil {
 				reloadOK.Set(1)
 				reloadTime.SetToCurrentTime()
+				reloads.WithLabelValues("success").Inc()
 			} else {
 				reloadOK.Set(0)
+				reloads.WithLabelValues("failure").Inc()
 			}
 		}()
 		cfg, err := o.load()
