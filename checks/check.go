@@ -32,11 +32,13 @@ type Checker struct {
 	now     func() time.Time
 	timeout time.Duration
 
-	mu sync.Mutex
+	// busy serializes checks; unlike a mutex, waiting for it honours ctx.
+	busy chan struct{}
 	// discovered endpoints and when they were read.
 	discovered   Endpoints
 	discoveredAt time.Time
 	// refreshToken is the current refresh token; rotation replaces it.
+	rtMu         sync.Mutex
 	refreshToken Secret
 	// kept is the token reused across checks in token_mode reuse.
 	kept *keptToken
@@ -60,7 +62,7 @@ func WithClock(now func() time.Time) Option { return func(ch *Checker) { ch.now 
 
 // NewChecker prepares the checks of one org.
 func NewChecker(t Target, opts ...Option) *Checker {
-	c := &Checker{target: t, now: time.Now, timeout: t.Timeout, refreshToken: t.Grant.RefreshToken}
+	c := &Checker{target: t, now: time.Now, timeout: t.Timeout, refreshToken: t.Grant.RefreshToken, busy: make(chan struct{}, 1)}
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
 	}
@@ -73,13 +75,42 @@ func NewChecker(t Target, opts ...Option) *Checker {
 	return c
 }
 
+// WithRefreshToken starts the checker from a refresh token newer than the
+// configured one: the agent hands over a rotated token when it replaces the
+// checker of an org on reload, since rotation retired the configured one.
+func WithRefreshToken(s Secret) Option {
+	return func(ch *Checker) {
+		if s != "" {
+			ch.refreshToken = s
+		}
+	}
+}
+
+// RefreshToken is the refresh token the next refresh_token grant will use.
+func (c *Checker) RefreshToken() Secret {
+	c.rtMu.Lock()
+	defer c.rtMu.Unlock()
+	return c.refreshToken
+}
+
+func (c *Checker) setRefreshToken(s Secret) {
+	c.rtMu.Lock()
+	c.refreshToken = s
+	c.rtMu.Unlock()
+}
+
 // Target returns the target the checker was built from.
 func (c *Checker) Target() Target { return c.target }
 
 // Close revokes a kept token (token_mode reuse) and drops idle connections.
 func (c *Checker) Close(ctx context.Context) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	select {
+	case c.busy <- struct{}{}:
+	case <-ctx.Done():
+		c.client.CloseIdleConnections()
+		return
+	}
+	defer func() { <-c.busy }()
 	if c.kept != nil {
 		if ep, err := c.endpoints(ctx); err == nil && ep.Revocation != "" {
 			c.revoke(ctx, ep, c.kept.access)
@@ -104,13 +135,19 @@ func (r *run) add(sr StepResult) *StepResult {
 // Check runs the whole check once and returns its Result. It never panics
 // and never returns a nil Result; ctx bounds the whole check.
 func (c *Checker) Check(ctx context.Context) (res *Result) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	start := c.now()
+	select {
+	case c.busy <- struct{}{}:
+	case <-ctx.Done():
+		return &Result{Org: c.target.Name, Start: start, Outcome: OutcomeTimeout, Token: TokenFacts{Signature: SignatureNotChecked},
+			Explanation: "Another check of this org was still running when this one's deadline passed.",
+			Fix:         c.fixFor(OutcomeTimeout)}
+	}
+	defer func() { <-c.busy }()
 	began := time.Now()
 	r := &run{res: &Result{Org: c.target.Name, Start: start, Token: TokenFacts{Signature: SignatureNotChecked}}}
 	r.secrets = append(r.secrets, c.target.Client.Secret.Reveal(), c.target.Grant.Password.Reveal(),
-		c.target.Grant.RefreshToken.Reveal(), c.refreshToken.Reveal())
+		c.target.Grant.RefreshToken.Reveal(), c.RefreshToken().Reveal())
 	if ic := c.target.Introspection.Client; ic != nil {
 		r.secrets = append(r.secrets, ic.Secret.Reveal())
 	}
@@ -159,8 +196,7 @@ func (c *Checker) checkKept(ctx context.Context, r *run) bool {
 		Detail: "reusing the token kept since " + k.facts.IssuedAt.Format(time.RFC3339) + " (token_mode reuse)"})
 	in := c.introspect(ctx, r, k.access)
 	pr := c.probe(ctx, r, k.access)
-	dead := probeRejected(pr) && (in == nil || !in.active) || (in != nil && !in.active && pr.Skipped)
-	if dead {
+	if tokenDead(in, pr) {
 		c.kept = nil
 		if !k.facts.Expiry.IsZero() && c.now().Before(k.facts.Expiry.Add(-30*time.Second)) {
 			c.conclude(r, OutcomeTokenInvalidatedEarly, fmt.Sprintf(
@@ -188,8 +224,7 @@ func (c *Checker) checkFresh(ctx context.Context, r *run) {
 	}
 	in := c.introspect(ctx, r, tok.accessToken)
 	pr := c.probe(ctx, r, tok.accessToken)
-	alive := !(probeRejected(pr) || (in != nil && !in.active))
-	if c.target.TokenMode == TokenModeReuse && alive {
+	if c.target.TokenMode == TokenModeReuse && !tokenDead(in, pr) && pr.witness != witnessRefused {
 		c.kept = &keptToken{access: tok.accessToken, facts: r.res.Token}
 		r.add(StepResult{Step: StepRevoke, Outcome: OutcomeOK, Skipped: true, Detail: "token kept for reuse (token_mode reuse)"})
 	} else if r.ep.Revocation == "" {
@@ -248,7 +283,7 @@ func (c *Checker) obtain(ctx context.Context, r *run) (*tokenResponse, bool) {
 	r.secrets = append(r.secrets, tok.accessToken, tok.refreshToken)
 	if tok.refreshToken != "" && c.target.Grant.Type == GrantRefreshToken {
 		// Rotation: the old refresh token is dead now; keep the new one.
-		c.refreshToken = Secret(tok.refreshToken)
+		c.setRefreshToken(Secret(tok.refreshToken))
 	}
 	f := &r.res.Token
 	f.Minted = true
@@ -326,12 +361,14 @@ func (c *Checker) classifyTokenError(status int, oe *oauthError, skew time.Durat
 	switch {
 	case code == "rate_limit_exceeded" || strings.Contains(desc, "LOGIN_RATE_EXCEEDED") || strings.Contains(desc, "REQUEST_LIMIT_EXCEEDED"):
 		return OutcomeRateLimited
-	case code == "invalid_client" || code == "invalid_client_id" || code == "invalid_client_credentials" || code == "unauthorized_client":
+	case code == "invalid_client" || code == "invalid_client_id" || code == "invalid_client_credentials":
 		return OutcomeClientRejected
 	case code == "" && status == http.StatusUnauthorized:
 		return OutcomeClientRejected
 	case code == "invalid_grant" && usesAssertion(c.target) && absDuration(skew) > maxSkew:
 		return OutcomeClockSkew
+	case code == "" && status >= 400:
+		return OutcomeUnexpectedStatus
 	}
 	return OutcomeGrantRejected
 }
@@ -472,18 +509,42 @@ func describeIntrospection(in *introspection) string {
 	return " (" + strings.Join(parts, ", ") + ")"
 }
 
+// witness is the probe's answer about the token: the second witness.
+type witness int
+
+const (
+	// witnessNone: no probe was made (probe: none, or no userinfo endpoint).
+	witnessNone witness = iota
+	// witnessAccepted: the resource accepted the token.
+	witnessAccepted
+	// witnessForbidden: the resource recognised the token but refused this call
+	// (403 insufficient_scope): the token is alive.
+	witnessForbidden
+	// witnessRefused: the resource refused the token itself (401, or 403 as
+	// Salesforce's identity URL answers a dead session): the token is dead.
+	witnessRefused
+	// witnessInconclusive: no usable answer (transport, 5xx, HTML, rate limit,
+	// an unexpected status such as 404): nothing was learned about the token.
+	witnessInconclusive
+)
+
+// probeResult is the probe step and what it says about the token.
+type probeResult struct {
+	StepResult
+	witness witness
+}
+
 // probe calls the resource with the token as Bearer: the second witness.
-func (c *Checker) probe(ctx context.Context, r *run, token string) StepResult {
+func (c *Checker) probe(ctx context.Context, r *run, token string) probeResult {
 	target := c.target.Probe
 	switch target {
 	case ProbeNone:
-		sr := r.add(StepResult{Step: StepProbe, Outcome: OutcomeOK, Skipped: true, Detail: "probe: none"})
-		return *sr
+		return probeResult{*r.add(StepResult{Step: StepProbe, Outcome: OutcomeOK, Skipped: true, Detail: "probe: none"}), witnessNone}
 	case ProbeUserinfo, "":
 		target = r.ep.Userinfo
 		if target == "" {
-			sr := r.add(StepResult{Step: StepProbe, Outcome: OutcomeOK, Skipped: true, Detail: "no userinfo endpoint known (set userinfo_url or probe)"})
-			return *sr
+			return probeResult{*r.add(StepResult{Step: StepProbe, Outcome: OutcomeOK, Skipped: true,
+				Detail: "no userinfo endpoint known (set userinfo_url or probe)"}), witnessNone}
 		}
 	}
 	rq := request{step: StepProbe, method: http.MethodGet, url: target,
@@ -491,16 +552,25 @@ func (c *Checker) probe(ctx context.Context, r *run, token string) StepResult {
 	resp, sr, err := c.do(ctx, rq)
 	step := r.add(sr)
 	if err != nil {
-		return *step
+		return probeResult{*step, witnessInconclusive}
 	}
 	if e := classifyHTTP(resp); e != nil {
 		step.Outcome, step.Detail = e.outcome, e.detail
-		return *step
+		return probeResult{*step, witnessInconclusive}
 	}
 	if resp.status >= 400 {
-		step.Outcome = OutcomeResourceRejected
+		w := judgeRefusal(resp)
 		step.Detail = fmt.Sprintf("answered %d", resp.status) + rejection(resp)
-		return *step
+		switch w {
+		case witnessInconclusive:
+			step.Outcome = OutcomeUnexpectedStatus
+			if oe := parseOAuthError(resp.body); oe != nil && strings.Contains(strings.ToUpper(oe.Code), "LIMIT_EXCEEDED") {
+				step.Outcome = OutcomeRateLimited
+			}
+		default:
+			step.Outcome = OutcomeResourceRejected
+		}
+		return probeResult{*step, w}
 	}
 	step.Detail = fmt.Sprintf("answered %d: the token works", resp.status)
 	if m, err := object(resp.body); err == nil {
@@ -508,7 +578,26 @@ func (c *Checker) probe(ctx context.Context, r *run, token string) StepResult {
 			r.res.Token.Username = u
 		}
 	}
-	return *step
+	return probeResult{*step, witnessAccepted}
+}
+
+// judgeRefusal reads a 4xx answer of a resource (RFC 6750 §3.1 and Salesforce's forms).
+func judgeRefusal(resp *response) witness {
+	oe := parseOAuthError(resp.body)
+	challenge := strings.ToLower(resp.header.Get("WWW-Authenticate"))
+	code := ""
+	if oe != nil {
+		code = strings.ToUpper(oe.Code)
+	}
+	switch {
+	case strings.Contains(code, "LIMIT_EXCEEDED"):
+		return witnessInconclusive // Salesforce REQUEST_LIMIT_EXCEEDED: says nothing about the token
+	case strings.Contains(challenge, "insufficient_scope") || code == "INSUFFICIENT_SCOPE":
+		return witnessForbidden
+	case resp.status == http.StatusUnauthorized, resp.status == http.StatusForbidden:
+		return witnessRefused
+	}
+	return witnessInconclusive
 }
 
 // rejection says why a resource refused a token, from WWW-Authenticate or the body.
@@ -525,9 +614,12 @@ func rejection(resp *response) string {
 	return ""
 }
 
-// probeRejected reports whether the resource refused the token (not a transport failure).
-func probeRejected(sr StepResult) bool {
-	return sr.Outcome == OutcomeResourceRejected
+// tokenDead reports whether the witnesses agree the token no longer works:
+// the resource refused it, or introspection said inactive with no resource
+// call to contradict it.
+func tokenDead(in *introspection, pr probeResult) bool {
+	inactive := in != nil && !in.active
+	return pr.witness == witnessRefused && (in == nil || inactive) || (inactive && pr.witness == witnessNone)
 }
 
 // revoke revokes the token (RFC 7009; Salesforce's variant answers 400 invalid_token for dead tokens).
@@ -626,12 +718,27 @@ func (c *Checker) discover(ctx context.Context) (Endpoints, error) {
 	if err != nil {
 		return Endpoints{}, classify(OutcomeDiscoveryFailed, "%s: %s", where, err)
 	}
-	return Endpoints{
+	ep := Endpoints{
 		Token:         str(m, "token_endpoint"),
 		Introspection: str(m, "introspection_endpoint"),
 		Revocation:    str(m, "revocation_endpoint"),
 		Userinfo:      str(m, "userinfo_endpoint"),
-	}, nil
+	}
+	// Credentials go to these endpoints: a document that sends them to another
+	// host (a tampered or mistaken document) is not followed.
+	base, _ := url.Parse(c.target.DiscoveryURL)
+	for name, v := range map[string]string{"token_endpoint": ep.Token, "introspection_endpoint": ep.Introspection,
+		"revocation_endpoint": ep.Revocation, "userinfo_endpoint": ep.Userinfo} {
+		if v == "" {
+			continue
+		}
+		u, err := url.Parse(v)
+		if err != nil || !strings.EqualFold(u.Hostname(), base.Hostname()) {
+			return Endpoints{}, classify(OutcomeDiscoveryFailed, "%s names %s on another host than the document (%s); "+
+				"set the endpoint URL explicitly if that host is intended", where, name, displayURL(v))
+		}
+	}
+	return ep, nil
 }
 
 func asClassified(err error, fallback Outcome) *classified {

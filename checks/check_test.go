@@ -774,3 +774,126 @@ func TestTargetPrintsNoCredentials(t *testing.T) {
 		t.Fatalf("printed target lacks the redaction marks: %s", out)
 	}
 }
+
+func TestSecondWitnessJudgement(t *testing.T) {
+	cases := []struct {
+		name     string
+		kind     string
+		fault    orgsim.Fault
+		endpoint orgsim.Endpoint
+		want     checks.Outcome
+	}{
+		// The resource knows the token but refuses this call: the token is alive.
+		{"inactive, 403 insufficient_scope", "password", orgsim.Fault{Status: 403,
+			Body: `{"error":"insufficient_scope"}`}, orgsim.EndpointUserinfo, checks.OutcomeIntrospectionNotPermitted},
+		// A userinfo outage says nothing about the token: no false "dead token".
+		{"inactive, userinfo 503", "password", orgsim.Fault{Status: 503}, orgsim.EndpointUserinfo, checks.OutcomeServerError},
+		{"inactive, userinfo 404", "password", orgsim.Fault{Status: 404, Body: "Not Found"}, orgsim.EndpointUserinfo, checks.OutcomeUnexpectedStatus},
+		{"active, API limit", "client_credentials", orgsim.Fault{Status: 403,
+			Body: `[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]`}, orgsim.EndpointUserinfo, checks.OutcomeRateLimited},
+		{"token endpoint 404", "client_credentials", orgsim.Fault{Status: 404, Body: "Not Found"}, orgsim.EndpointToken, checks.OutcomeUnexpectedStatus},
+		{"unauthorized_client is a grant problem", "client_credentials", orgsim.Fault{Status: 400,
+			Body: `{"error":"unauthorized_client","error_description":"grant type not allowed"}`}, orgsim.EndpointToken, checks.OutcomeGrantRejected},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, orgsim.Options{})
+			w.org.SetFault(tc.endpoint, tc.fault)
+			res := w.check(t, w.target(tc.kind))
+			if res.Outcome != tc.want {
+				t.Fatalf("outcome %s, want %s: %s", res.Outcome, tc.want, res.Explanation)
+			}
+		})
+	}
+}
+
+func TestAdviceMatchesTheDescription(t *testing.T) {
+	w := newWorld(t, orgsim.Options{})
+	w.org.SetFault(orgsim.EndpointToken, orgsim.Fault{Status: 400,
+		Body: `{"error":"invalid_grant","error_description":"the principal named in the assertion is unknown to the recipient"}`})
+	res := w.check(t, w.target("client_credentials"))
+	if strings.Contains(res.Fix, "IP") {
+		t.Fatalf("an unrelated description got the IP-restriction advice: %s", res.Fix)
+	}
+}
+
+func TestAbsurdTimestampsAreUnknown(t *testing.T) {
+	srv := rfcServer(t, `{"active":true,"exp":300000000000000,"iat":1899996400}`)
+	tg := checks.Target{Name: "rfc", Provider: checks.ProviderGeneric, DiscoveryURL: srv.URL + "/.well-known/openid-configuration",
+		Timeout: time.Second, Client: checks.Client{ID: "rfc-client", Secret: "rfc+secret", AuthMethod: checks.AuthClientSecretBasic},
+		Grant: checks.Grant{Type: checks.GrantClientCredentials}, Probe: checks.ProbeUserinfo}
+	res := checks.NewChecker(tg).Check(context.Background())
+	if res.Token.ExpirySource == "introspection" {
+		t.Fatalf("an exp past year 9999 was taken: %s", res.Token.Expiry)
+	}
+	if _, err := json.Marshal(res); err != nil {
+		t.Fatalf("the result cannot be written as JSON: %v", err)
+	}
+}
+
+func TestReuseKeepsALiveTokenTheIntrospectorCannotSee(t *testing.T) {
+	w := newWorld(t, orgsim.Options{})
+	tg := w.target("password")
+	tg.TokenMode = checks.TokenModeReuse
+	c := checks.NewChecker(tg, checks.WithClock(w.clock.Now))
+	defer c.Close(context.Background())
+	for i := range 3 {
+		res := c.Check(context.Background())
+		if res.Outcome != checks.OutcomeIntrospectionNotPermitted {
+			t.Fatalf("check %d: %s", i, res.Outcome)
+		}
+	}
+	if got := w.org.Requests(orgsim.EndpointToken); got != 1 {
+		t.Fatalf("%d tokens minted in three checks; reuse must keep the working token", got)
+	}
+}
+
+func TestSecretFormatsRedactedWithEveryVerb(t *testing.T) {
+	g := checks.Grant{Password: userPassword}
+	if out := fmt.Sprintf("%d %x %X %o %v", g, g, g.Password, g.Password, g.Password); strings.Contains(out, userPassword) ||
+		strings.Contains(out, fmt.Sprintf("%x", userPassword)) {
+		t.Fatalf("a verb prints the secret: %s", out)
+	}
+}
+
+func TestDiscoveryPointingElsewhereIsRefused(t *testing.T) {
+	var stolen bool
+	thief := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { stolen = true }))
+	defer thief.Close()
+	doc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"issuer":"x","token_endpoint":%q}`, strings.Replace(thief.URL, "127.0.0.1", "localhost", 1)+"/token")
+	}))
+	defer doc.Close()
+	tg := checks.Target{Name: "d", Provider: checks.ProviderGeneric, DiscoveryURL: doc.URL + "/.well-known/openid-configuration",
+		Timeout: time.Second, Client: checks.Client{ID: "id", Secret: ccSecret, AuthMethod: checks.AuthClientSecretBasic},
+		Grant: checks.Grant{Type: checks.GrantClientCredentials}}
+	res := checks.NewChecker(tg).Check(context.Background())
+	if res.Outcome != checks.OutcomeDiscoveryFailed || !strings.Contains(res.Explanation, "another host") {
+		t.Fatalf("outcome %s: %s", res.Outcome, res.Explanation)
+	}
+	if stolen {
+		t.Fatal("the client secret was sent to the host a discovery document named")
+	}
+}
+
+func TestWaitingForARunningCheckHonoursTheDeadline(t *testing.T) {
+	w := newWorld(t, orgsim.Options{})
+	w.org.SetFault(orgsim.EndpointToken, orgsim.Fault{Latency: 500 * time.Millisecond})
+	c := checks.NewChecker(w.target("client_credentials"), checks.WithClock(w.clock.Now))
+	done := make(chan *checks.Result)
+	go func() { done <- c.Check(context.Background()) }()
+	time.Sleep(100 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	res := c.Check(ctx)
+	if waited := time.Since(began); waited > 300*time.Millisecond {
+		t.Errorf("a check waited %s for the running one, past its own deadline", waited)
+	}
+	if res.Outcome != checks.OutcomeTimeout || !strings.Contains(res.Explanation, "still running") {
+		t.Errorf("outcome %s: %s", res.Outcome, res.Explanation)
+	}
+	if first := <-done; first.Outcome != checks.OutcomeOK {
+		t.Errorf("the running check: %s", first.Outcome)
+	}
+}

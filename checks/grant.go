@@ -108,7 +108,7 @@ func (c *Checker) tokenRequest(tokenURL string) (request, error) {
 		rq.sent = append(rq.sent, "grant_type="+grantTypeJWTBearer, "assertion (RS256 JWT: iss=client id, sub=username, aud="+aud+")")
 	case GrantRefreshToken:
 		rq.form.Set("grant_type", "refresh_token")
-		rq.form.Set("refresh_token", c.refreshToken.Reveal())
+		rq.form.Set("refresh_token", c.RefreshToken().Reveal())
 		rq.sent = append(rq.sent, "grant_type=refresh_token", "refresh_token")
 	default:
 		return rq, fmt.Errorf("unknown grant type %q", g.Type)

@@ -22,6 +22,7 @@ const (
 	OutcomeRedirect                  Outcome = "redirect"
 	OutcomeInsecureEndpoint          Outcome = "insecure_endpoint"
 	OutcomeServerError               Outcome = "server_error"
+	OutcomeUnexpectedStatus          Outcome = "unexpected_status"
 	OutcomeProviderDown              Outcome = "provider_unavailable"
 	OutcomeMalformedResponse         Outcome = "malformed_response"
 	OutcomeDiscoveryFailed           Outcome = "discovery_failed"
@@ -51,6 +52,7 @@ var OutcomeDoc = map[Outcome]string{
 	OutcomeRedirect:                  "an endpoint answered with a redirect; credentials are not forwarded",
 	OutcomeInsecureEndpoint:          "an endpoint is plain http on a non-loopback host; credentials were not sent",
 	OutcomeServerError:               "an endpoint answered 5xx",
+	OutcomeUnexpectedStatus:          "an endpoint answered an HTTP error (e.g. 404) without an OAuth error: usually a wrong URL",
 	OutcomeProviderDown:              "an endpoint answered with an HTML page (maintenance or outage)",
 	OutcomeMalformedResponse:         "an answer was not the JSON the protocol requires (empty, truncated, too large, no access_token)",
 	OutcomeDiscoveryFailed:           "the discovery document could not be read or lacks a needed endpoint",
@@ -71,7 +73,7 @@ var OutcomeDoc = map[Outcome]string{
 var AllOutcomes = []Outcome{
 	OutcomeOK, OutcomeIntrospectionNotPermitted, OutcomeTokenInactive, OutcomeTokenInvalidatedEarly,
 	OutcomeDNSError, OutcomeConnectError, OutcomeTimeout, OutcomeTLSError, OutcomeRedirect,
-	OutcomeInsecureEndpoint, OutcomeServerError, OutcomeProviderDown, OutcomeMalformedResponse,
+	OutcomeInsecureEndpoint, OutcomeServerError, OutcomeUnexpectedStatus, OutcomeProviderDown, OutcomeMalformedResponse,
 	OutcomeDiscoveryFailed, OutcomeClientRejected, OutcomeGrantRejected, OutcomeClockSkew,
 	OutcomeRateLimited, OutcomeSignatureMismatch, OutcomeIntrospectionUnauthorized,
 	OutcomeIntrospectionError, OutcomeResourceRejected, OutcomeRevokeFailed,

@@ -100,6 +100,9 @@ func number(m map[string]any, key string) (float64, bool) {
 	return f, true
 }
 
+// maxEpoch is 9999-12-31, the last time RFC 3339 can express.
+const maxEpoch = 253402300799
+
 // epoch reads a timestamp in seconds, or in milliseconds when it is that
 // large (Salesforce's issued_at is a string of epoch milliseconds).
 func epoch(m map[string]any, key string) time.Time {
@@ -108,7 +111,11 @@ func epoch(m map[string]any, key string) time.Time {
 		return time.Time{}
 	}
 	if f > 1e12 {
-		return time.UnixMilli(int64(f)).UTC()
+		f /= 1000
+	}
+	// Past year 9999 a time cannot even be written as JSON; such a value is garbage.
+	if f >= maxEpoch {
+		return time.Time{}
 	}
 	sec, frac := math.Modf(f)
 	return time.Unix(int64(sec), int64(frac*1e9)).UTC()

@@ -26,6 +26,9 @@ func (s Secret) String() string {
 // GoString implements fmt.GoStringer so %#v does not print the value either.
 func (s Secret) GoString() string { return s.String() }
 
+// Format prints <secret> whatever the verb, so %d or %x cannot show the value either.
+func (s Secret) Format(f fmt.State, _ rune) { _, _ = fmt.Fprint(f, s.String()) }
+
 // MarshalText keeps the value out of JSON, YAML and text encodings.
 func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 

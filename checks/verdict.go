@@ -9,7 +9,7 @@ import (
 
 // verdict decides the outcome of a check whose token was obtained (or kept),
 // from the introspection answer and the second witness, the resource call.
-func (c *Checker) verdict(r *run, in *introspection, pr StepResult) {
+func (c *Checker) verdict(r *run, in *introspection, pr probeResult) {
 	f := &r.res.Token
 	is := r.res.Step(StepIntrospect)
 	if f.Signature == SignatureMismatch {
@@ -18,24 +18,26 @@ func (c *Checker) verdict(r *run, in *introspection, pr StepResult) {
 		return
 	}
 	if in != nil && !in.active {
-		switch {
-		case pr.Outcome == OutcomeOK && !pr.Skipped:
+		switch pr.witness {
+		case witnessAccepted, witnessForbidden:
 			c.conclude(r, OutcomeIntrospectionNotPermitted, fmt.Sprintf(
 				`Introspection at %s answered {"active": false}, yet the resource call %s %s with the same token %s. `+
 					`The token is alive; the introspecting client (%s) is not allowed to see it.`,
 				is.URL, pr.Method, pr.URL, strings.TrimPrefix(pr.Detail, "answered "), c.introspectorID()), "")
-		case probeRejected(pr):
+		case witnessRefused:
 			c.conclude(r, OutcomeTokenInactive, fmt.Sprintf(
 				`Introspection at %s answered {"active": false} and the resource call %s %s %s: the token is dead.`,
 				is.URL, pr.Method, pr.URL, pr.Detail), "")
-		case pr.Skipped:
+		case witnessNone:
 			c.conclude(r, OutcomeTokenInactive, fmt.Sprintf(
 				`Introspection at %s answered {"active": false}, and no resource call was made (%s), so a dead token `+
 					`cannot be told from a permission gap.`, is.URL, pr.Detail), "")
 		default:
-			c.conclude(r, OutcomeTokenInactive, fmt.Sprintf(
-				`Introspection at %s answered {"active": false}; the resource call could not confirm either way (%s: %s).`,
-				is.URL, pr.Outcome, pr.Detail), "")
+			// Without a usable second witness, a permission gap cannot be told from
+			// a dead token: report what stopped the resource call instead.
+			c.conclude(r, pr.Outcome, fmt.Sprintf(
+				`Introspection at %s answered {"active": false}, and the resource call %s %s could not tell whether the `+
+					`token works (%s: %s).`, is.URL, pr.Method, pr.URL, pr.Outcome, pr.Detail), "")
 		}
 		return
 	}
@@ -43,16 +45,16 @@ func (c *Checker) verdict(r *run, in *introspection, pr StepResult) {
 		c.conclude(r, is.Outcome, "Introspection at "+is.URL+" "+is.Detail+".", "")
 		return
 	}
-	if pr.Outcome != OutcomeOK {
-		if probeRejected(pr) {
-			what := "Introspection said the token is active, but"
-			if in == nil {
-				what = "The freshly obtained token was refused:"
-			}
-			c.conclude(r, OutcomeResourceRejected, fmt.Sprintf("%s the resource call %s %s %s.", what, pr.Method, pr.URL, pr.Detail), "")
-		} else {
-			c.conclude(r, pr.Outcome, fmt.Sprintf("The resource call %s %s failed: %s.", pr.Method, pr.URL, pr.Detail), "")
+	switch pr.witness {
+	case witnessRefused, witnessForbidden:
+		what := "Introspection said the token is active, but"
+		if in == nil {
+			what = "The freshly obtained token was refused:"
 		}
+		c.conclude(r, OutcomeResourceRejected, fmt.Sprintf("%s the resource call %s %s %s.", what, pr.Method, pr.URL, pr.Detail), "")
+		return
+	case witnessInconclusive:
+		c.conclude(r, pr.Outcome, fmt.Sprintf("The resource call %s %s failed: %s.", pr.Method, pr.URL, pr.Detail), "")
 		return
 	}
 	if broken := c.expectations(f); len(broken) > 0 {
@@ -182,6 +184,8 @@ func (c *Checker) fixFor(o Outcome) string {
 		return "Use https endpoints; plain http is allowed only to loopback addresses."
 	case OutcomeServerError:
 		return "The authorization server failed (5xx): usually transient; check the provider's status page if it persists."
+	case OutcomeUnexpectedStatus:
+		return "The endpoint answered an HTTP error that is not an OAuth answer (404 and the like): check token_url, the probe URL or the org's url."
 	case OutcomeProviderDown:
 		return "The provider served an HTML page (maintenance or an outage page); this is the provider being down, not an auth failure."
 	case OutcomeMalformedResponse:
@@ -253,12 +257,12 @@ func tokenErrorFix(t Target, o Outcome, oe *oauthError) string {
 		return "Set a Run As user in the connected app's Client Credentials Flow settings."
 	case oe.Code == "invalid_grant" && strings.Contains(desc, "inactive"):
 		return "The user is frozen or deactivated; reactivate it or configure another integration user."
-	case oe.Code == "invalid_grant" && (strings.Contains(desc, "ip restricted") || strings.Contains(desc, "ip")):
+	case oe.Code == "invalid_grant" && strings.Contains(desc, "ip restricted"):
 		return "The login is refused by an IP restriction: relax the connected app's IP Relaxation setting or allow this host's address."
 	case oe.Code == "invalid_grant" && t.Grant.Type == GrantJWTBearer:
 		return "Check the assertion: iss is client.id (the consumer key), sub the username, aud grant.audience, and that the " +
 			"certificate uploaded to the app matches grant.private_key_file; also check this host's clock."
-	case oe.Code == "unsupported_grant_type":
+	case oe.Code == "unsupported_grant_type" || oe.Code == "unauthorized_client":
 		return "The server does not allow this grant type for this client: enable it for the client (or connected app)."
 	case oe.Code == "invalid_scope":
 		return "Request only scopes the client may have (grant.scope)."
