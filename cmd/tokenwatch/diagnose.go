@@ -58,8 +58,15 @@ func runDiagnose(path string, only []string, output string, stdout, stderr io.Wr
 		return exitUsage
 	}
 	var targets []checks.Target
+	var skipped []string
 	for _, o := range cfg.Orgs {
 		if len(only) > 0 && !slices.Contains(only, o.Name) {
+			continue
+		}
+		// With rotation, using the configured refresh token here would retire the
+		// one a running daemon holds; run such an org only when named explicitly.
+		if len(only) == 0 && o.Grant.Type == checks.GrantRefreshToken {
+			skipped = append(skipped, o.Name)
 			continue
 		}
 		t, err := agent.Target(o)
@@ -74,6 +81,10 @@ func runDiagnose(path string, only []string, output string, stdout, stderr io.Wr
 			fmt.Fprintf(stderr, "%s: no org named %q (configured: %s)\n", path, name, orgNames(cfg))
 			return exitUsage
 		}
+	}
+	for _, name := range skipped {
+		fmt.Fprintf(stderr, "org %s skipped: it uses a refresh token, and with refresh token rotation a diagnose would "+
+			"retire the token a running tokenwatch holds; name it with --org %s to run it anyway\n", name, name)
 	}
 	results := diagnoseAll(targets, cfg.Global.MaxConcurrentChecks)
 

@@ -457,6 +457,16 @@ func TestDiagnose(t *testing.T) {
 	}
 	f.assertNoSecrets(t, "diagnose json", out+errOut)
 
+	// All orgs: the refresh-token org is left alone unless named, so its rotating token stays the daemon's.
+	tokens := f.org.Requests(orgsim.EndpointToken)
+	code, out, errOut = runCommand(t, f, "diagnose", "--config.file="+f.config)
+	if code != exitUnhealthy || !strings.Contains(errOut, "org healthy-refresh skipped") || strings.Contains(out, "org healthy-refresh (") {
+		t.Errorf("diagnose of all orgs: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if got := f.org.Requests(orgsim.EndpointToken) - tokens; got != 4 {
+		t.Errorf("diagnose of all orgs made %d token requests, want 4 (the refresh-token org skipped)", got)
+	}
+
 	code, _, errOut = runCommand(t, f, "diagnose", "--config.file="+f.config, "--org=nope")
 	if code != exitUsage || !strings.Contains(errOut, `no org named "nope"`) {
 		t.Errorf("unknown org: exit %d, %s", code, errOut)
