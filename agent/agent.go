@@ -1,6 +1,7 @@
 // Package agent runs the checks: one scheduled job per org on robfig/cron,
 // bounded concurrency, each org's runs spread over its interval, the last
-// result per org, and reloads that keep the state of unchanged orgs.
+// result per org, the alert state machine, and reloads that keep the state
+// of unchanged orgs and the alerts of every org still configured.
 package agent
 
 import (
@@ -44,6 +45,11 @@ type Options struct {
 	RunOnStart bool
 	// Instruments, when set, is told when checks start and finish.
 	Instruments Instruments
+	// Alerts receives the alert notifications; nil evaluates alerts
+	// (Alerts shows them) but sends nothing, so none ever fires.
+	Alerts AlertSender
+	// Clock tells the time of alerts; time.Now when nil.
+	Clock func() time.Time
 }
 
 // Instruments receive the agent's own health signals.
@@ -66,6 +72,8 @@ type Agent struct {
 	sem     chan struct{}
 	stopped chan struct{}
 	once    sync.Once
+
+	alerts *alerter
 }
 
 // orgJob is one org's schedule entry, checker and last result.
@@ -86,6 +94,9 @@ func New(opts Options) *Agent {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
 	if opts.NewChecker == nil {
 		opts.NewChecker = func(t checks.Target) *checks.Checker { return checks.NewChecker(t) }
 	}
@@ -96,6 +107,7 @@ func New(opts Options) *Agent {
 		orgs:    map[string]*orgJob{},
 		sem:     make(chan struct{}, 1),
 		stopped: make(chan struct{}),
+		alerts:  newAlerter(opts.Logger, opts.Alerts, opts.Clock),
 	}
 	a.cron = cron.New(
 		cron.WithLocation(time.UTC),
@@ -106,11 +118,30 @@ func New(opts Options) *Agent {
 	return a
 }
 
-// Start starts the scheduler.
-func (a *Agent) Start() { a.cron.Start() }
+// Start starts the scheduler and the re-sending of firing alerts.
+func (a *Agent) Start() {
+	a.cron.Start()
+	go a.resendLoop()
+}
+
+// resendLoop re-sends firing alerts whose resend_interval has passed; a
+// second is fine enough for intervals of at least a second.
+func (a *Agent) resendLoop() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.stopped:
+			return
+		case <-t.C:
+			a.alerts.tick()
+		}
+	}
+}
 
 // Stop stops scheduling, waits for running checks (bounded by ctx), then
-// revokes kept tokens.
+// revokes kept tokens. Firing alerts are not resolved: they stay firing in
+// Alertmanager until their endsAt, so a restart does not flap them.
 func (a *Agent) Stop(ctx context.Context) {
 	a.once.Do(func() { close(a.stopped) })
 	done := a.cron.Stop()
@@ -180,6 +211,12 @@ func (a *Agent) Apply(cfg *configs.Config) error {
 	}
 	keep := map[string]bool{}
 	var added []*orgJob
+	orgs := make([]configs.Org, 0, len(plan))
+	infos := make(map[string]checks.Info, len(plan))
+	for _, p := range plan {
+		orgs = append(orgs, p.org)
+		infos[p.org.Name] = p.target.Info()
+	}
 	for _, p := range plan {
 		keep[p.org.Name] = true
 		if old, ok := a.orgs[p.org.Name]; ok {
@@ -198,13 +235,15 @@ func (a *Agent) Apply(cfg *configs.Config) error {
 			a.removeLocked(j)
 		}
 	}
-	infos := a.infosLocked()
+	current := a.infosLocked()
+	a.alerts.configure(cfg.Alerting)
+	a.alerts.setOrgs(orgs, infos)
 	a.mu.Unlock()
 
 	for _, o := range a.opts.Observers {
-		o.SetOrgs(infos)
+		o.SetOrgs(current)
 	}
-	a.logger.Info("configuration applied", "orgs", len(infos), "added_or_changed", len(added))
+	a.logger.Info("configuration applied", "orgs", len(current), "added_or_changed", len(added))
 	if a.opts.RunOnStart {
 		for _, j := range added {
 			if e := a.cron.Entry(j.entry); e.Valid() {
@@ -316,6 +355,7 @@ func (j *orgJob) publish(res *checks.Result) {
 	for _, o := range a.opts.Observers {
 		o.Observe(j.info, res)
 	}
+	a.alerts.observe(j.org.Name, res)
 }
 
 func previousOutcome(r *checks.Result) string {
@@ -364,3 +404,12 @@ func (c cronLogger) Info(msg string, kv ...any) { c.l.Debug("cron: "+msg, kv...)
 func (c cronLogger) Error(err error, msg string, kv ...any) {
 	c.l.Error("cron: "+msg, append(kv, "err", err)...)
 }
+
+// Alerts lists the alerts that are pending, being sent or firing, by org
+// and alertname.
+func (a *Agent) Alerts() []AlertStatus { return a.alerts.statuses() }
+
+// AlertDestinationsAdded sends the alerts firing now to destinations just
+// added by a reload, which would otherwise hear of them only at their next
+// change (a webhook) or re-send (an Alertmanager).
+func (a *Agent) AlertDestinationsAdded(names []string) { a.alerts.sendFiringTo(names) }

@@ -13,6 +13,9 @@ import (
 type Config struct {
 	Global Global
 	Orgs   []Org
+	// Alerting is always set: its thresholds have defaults even when the
+	// file has no alerting section, and then there are no destinations.
+	Alerting Alerting
 }
 
 // Global holds the settings every org inherits unless it overrides them.

@@ -3,7 +3,7 @@
 // resolves secrets, fills in defaults and reports every problem with its
 // field path, so a Config it returns is ready to use.
 //
-// The file has two sections (keys are snake_case; unknown keys are errors):
+// The file has three sections (keys are snake_case; unknown keys are errors):
 //
 //	global:
 //	  schedule               robfig/cron spec (default "@every 1m"); "CRON_TZ=UTC 0 * * * *" works
@@ -27,8 +27,18 @@
 //	    tls:                 ca_file, cert_file, key_file, server_name, insecure_skip_verify
 //	    labels:              extra labels for the org's series and alerts
 //	    expect:              min_lifetime, scope_includes, username, client_id
+//	alerting:                optional; the agent's own alerts
+//	  failure_threshold      consecutive bad checks before an alert fires (default 2)
+//	  success_threshold      consecutive good checks before it resolves (default 1)
+//	  resend_interval        firing alerts re-sent to Alertmanager (default 1m, at least 1s)
+//	  expires_soon_threshold TokenExpiresSoon for a kept token (token_mode reuse) whose exp
+//	                         is closer than this (default 10m; 0s turns it off)
+//	  alertmanagers:         API v2; url, basic_auth {username, password | password_file},
+//	                         bearer_token | bearer_token_file, tls (as for orgs), timeout (default 10s)
+//	  webhooks:              url, secret | secret_file (HMAC-SHA256 key of the signature header),
+//	                         send_resolved (default true), timeout (default 10s)
 //
-// Secrets (secret, password, refresh_token) are given inline, as "${NAME}"
+// Secrets (secret, password, refresh_token, bearer_token) are given inline, as "${NAME}"
 // read from the environment passed to Load, or through the matching *_file
 // key (one trailing newline is dropped). Relative *_file paths resolve
 // against the configuration file's directory. Secret values print as

@@ -78,6 +78,7 @@ func parse(p koanf.Provider, baseDir string, env []string) (*Config, error) {
 	cfg := &Config{}
 	cfg.Global = r.global(root.sub("global"), env)
 	cfg.Orgs = r.orgs(root, cfg.Global)
+	cfg.Alerting = r.alerting(root.sub("alerting"))
 	root.done()
 
 	if len(r.probs.list) > 0 {

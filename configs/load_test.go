@@ -61,8 +61,54 @@ func invalidCases() []invalidCase {
 			"orgs[0].client.id: must be a string, got a number (quote the value)"}},
 		{fixture: "unknown-key", want: []string{
 			"orgs[0].grant.pasword: unknown key"}},
-		{fixture: "unknown-key-alerting", want: []string{
-			"alerting: unknown key"}},
+		{fixture: "alerting-unknown-key", want: []string{
+			"alerting.resend_intervall: unknown key"}},
+		{fixture: "alerting-failure-threshold", want: []string{
+			"alerting.failure_threshold: must be at least 1, got 0"}},
+		{fixture: "alerting-success-threshold", want: []string{
+			"alerting.success_threshold: must be at least 1, got 0"}},
+		{fixture: "alerting-resend-interval", want: []string{
+			"alerting.resend_interval: must be at least 1s, got 100ms"}},
+		{fixture: "alerting-expires-soon-threshold", want: []string{
+			"alerting.expires_soon_threshold: must not be negative (0s turns TokenExpiresSoon off), got -1h0m0s"}},
+		{fixture: "alerting-destinations-not-a-list", want: []string{
+			"alerting.alertmanagers: must be a list, got a mapping"}},
+		{fixture: "alerting-alertmanager-url-missing", want: []string{
+			"alerting.alertmanagers[0].url: required (the Alertmanager base URL, e.g. http://127.0.0.1:9093)"}},
+		{fixture: "alerting-alertmanager-url-plain-http", want: []string{
+			"alerting.alertmanagers[0].url: plain http is allowed only to loopback hosts (localhost, 127.0.0.0/8, ::1) " +
+				"when basic_auth or a bearer token is sent; use https"}},
+		{fixture: "alerting-alertmanager-url-credentials", want: []string{
+			"alerting.alertmanagers[0].url: must not contain credentials (user:password@); use basic_auth"}},
+		{fixture: "alerting-alertmanager-url-scheme", want: []string{
+			`alerting.alertmanagers[0].url: scheme "ftp" is not allowed; use https or http`}},
+		{fixture: "alerting-basic-auth-username-missing", want: []string{
+			"alerting.alertmanagers[0].basic_auth.username: required with basic_auth"}},
+		{fixture: "alerting-basic-auth-password-missing", want: []string{
+			"alerting.alertmanagers[0].basic_auth.password: required with basic_auth (set password, password: ${ENV_VAR} or password_file)"}},
+		{fixture: "alerting-basic-auth-password-both", want: []string{
+			"alerting.alertmanagers[0].basic_auth.password_file: set either password or password_file, not both"}},
+		{fixture: "alerting-bearer-token-both", want: []string{
+			"alerting.alertmanagers[0].bearer_token_file: set either bearer_token or bearer_token_file, not both"}},
+		{fixture: "alerting-auth-both", want: []string{
+			"alerting.alertmanagers[0].bearer_token: set either basic_auth or bearer_token, not both (one Authorization header)"}},
+		{fixture: "alerting-bearer-token-file-unreadable", want: []string{
+			"alerting.alertmanagers[0].bearer_token_file: cannot read: open {dir}/missing-token.txt: no such file or directory"}},
+		{fixture: "alerting-tls-not-pem", want: []string{
+			"alerting.alertmanagers[0].tls.ca_file: no PEM certificate found in {dir}/not-pem.txt"}},
+		{fixture: "alerting-timeout", want: []string{
+			"alerting.webhooks[0].timeout: must be more than 0s and at most 5m, got 0s"}},
+		{fixture: "alerting-webhook-url-relative", want: []string{
+			"alerting.webhooks[0].url: must be an absolute URL with scheme and host " +
+				"(the URL that receives the alerts, e.g. https://hooks.example.com/tokenwatch)"}},
+		{fixture: "alerting-webhook-secret-both", want: []string{
+			"alerting.webhooks[0].secret_file: set either secret or secret_file, not both"}},
+		{fixture: "alerting-webhook-secret-file-empty", want: []string{
+			"alerting.webhooks[0].secret_file: file {dir}/empty-secret.txt is empty"}},
+		{fixture: "alerting-webhook-send-resolved", want: []string{
+			"alerting.webhooks[0].send_resolved: must be true or false, got a string"}},
+		{fixture: "alerting-destination-duplicate", want: []string{
+			"alerting.webhooks[1].url: the same URL as alerting.webhooks[0].url; each destination would get every notification twice"}},
 		{fixture: "client-id-missing", want: []string{
 			"orgs[0].client.id: required (the OAuth client id; for Salesforce the connected app's consumer key)"}},
 		{fixture: "client-secret-missing", want: []string{
@@ -137,7 +183,8 @@ func invalidCases() []invalidCase {
 		{fixture: "expect-min-lifetime", want: []string{
 			"orgs[0].expect.min_lifetime: must not be negative, got -1h0m0s"}},
 		{fixture: "many", want: []string{
-			"alerting: unknown key",
+			"alerting.failure_threshold: must be at least 1, got 0",
+			`alerting.webhooks[0].url: scheme "ftp" is not allowed; use https or http`,
 			`global.timeout: invalid duration "10 seconds" (use Go syntax, e.g. 10s or 1h30m)`,
 			"orgs[0].client.secret: required for auth_method client_secret_post (set secret, secret: ${ENV_VAR} or secret_file)",
 			"orgs[0].grant.password: required for grant type password (set password, password: ${ENV_VAR} or password_file; " +

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/tokenwatch/tokenwatch/configs"
@@ -21,6 +22,30 @@ import (
 
 // demoSchedule is short so the demo shows movement within seconds.
 const demoSchedule = "@every 15s"
+
+// demoOptions are the demo's own flags.
+type demoOptions struct {
+	// webhookURL and alertmanagerURL, when set, receive the demo's alerts.
+	webhookURL, alertmanagerURL string
+	// flipInterval paces the flaky org: its introspection permission is off
+	// for one interval in every three.
+	flipInterval time.Duration
+	// schedule is every org's check schedule.
+	schedule string
+}
+
+// addDemoFlags registers the demo's flags on its command.
+func addDemoFlags(cmd *kingpin.CmdClause) *demoOptions {
+	o := &demoOptions{}
+	cmd.Flag("demo.webhook-url", "Send the demo's alerts to this webhook (Alertmanager's webhook payload), e.g. http://127.0.0.1:8080/.").
+		Default("").StringVar(&o.webhookURL)
+	cmd.Flag("demo.alertmanager-url", "Send the demo's alerts to this Alertmanager, e.g. http://127.0.0.1:9093.").
+		Default("").StringVar(&o.alertmanagerURL)
+	cmd.Flag("demo.flip-interval", "How long the flaky org keeps or loses its introspection permission: it is off one interval in three.").
+		Default("1m").Hidden().DurationVar(&o.flipInterval)
+	cmd.Flag("demo.schedule", "Check schedule of the demo's orgs.").Default(demoSchedule).Hidden().StringVar(&o.schedule)
+	return o
+}
 
 // demoWorld is the set of simulated orgs the demo runs against.
 type demoWorld struct {
@@ -32,7 +57,13 @@ type demoWorld struct {
 }
 
 // newDemoWorld starts the simulated orgs and writes the key file the JWT org needs.
-func newDemoWorld() (*demoWorld, error) {
+func newDemoWorld(opts demoOptions) (*demoWorld, error) {
+	if opts.flipInterval <= 0 {
+		opts.flipInterval = time.Minute
+	}
+	if opts.schedule == "" {
+		opts.schedule = demoSchedule
+	}
 	dir, err := os.MkdirTemp("", "tokenwatch-demo-")
 	if err != nil {
 		return nil, fmt.Errorf("demo: temporary folder: %w", err)
@@ -93,15 +124,30 @@ func newDemoWorld() (*demoWorld, error) {
 		return nil, fmt.Errorf("demo: refresh token: %w", err)
 	}
 
-	w.config = fmt.Appendf(nil, demoConfig, demoSchedule,
+	w.config = fmt.Appendf(nil, demoConfig, opts.schedule,
 		acme.URL(), acme.URL(), acme.URL(), acme.URL(), seed.URL(), flaky.URL(), slow.URL())
-	go w.flip(flaky, "flaky-app")
+	w.config = append(w.config, demoAlerting(opts)...)
+	go w.flip(flaky, "flaky-app", opts.flipInterval)
 	return w, nil
 }
 
-// flip switches "Introspect All Tokens" off for a minute every three minutes.
-func (w *demoWorld) flip(o *orgsim.Org, clientID string) {
-	t := time.NewTicker(time.Minute)
+// demoAlerting is the alerting section: thresholds always, so the status
+// of alerts shows; destinations when the flags name some.
+func demoAlerting(opts demoOptions) []byte {
+	b := []byte("alerting:\n  failure_threshold: 2\n  success_threshold: 1\n  resend_interval: 1m\n")
+	if opts.alertmanagerURL != "" {
+		b = fmt.Appendf(b, "  alertmanagers:\n    - url: %q\n", opts.alertmanagerURL)
+	}
+	if opts.webhookURL != "" {
+		b = fmt.Appendf(b, "  webhooks:\n    - url: %q\n", opts.webhookURL)
+	}
+	return b
+}
+
+// flip switches "Introspect All Tokens" off for one interval in three
+// (by default a minute every three minutes).
+func (w *demoWorld) flip(o *orgsim.Org, clientID string, every time.Duration) {
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for n := 1; ; n++ {
 		select {
@@ -182,8 +228,8 @@ orgs:
 `
 
 // runDemo is `tokenwatch demo`.
-func runDemo(logger *slog.Logger, webFlags *web.FlagConfig, stdout io.Writer) int {
-	w, err := newDemoWorld()
+func runDemo(logger *slog.Logger, webFlags *web.FlagConfig, opts demoOptions, stdout io.Writer) int {
+	w, err := newDemoWorld(opts)
 	if err != nil {
 		logger.Error("demo failed to start", "err", err)
 		return exitUnhealthy
@@ -201,15 +247,20 @@ func runDemo(logger *slog.Logger, webFlags *web.FlagConfig, stdout io.Writer) in
 		web:    webFlags,
 		load:   w.load,
 		started: func() {
-			fmt.Fprintf(stdout, `tokenwatch demo: %d connections to %d simulated orgs, checked every 15s.
+			alerts := "Its alerts go nowhere unless you add --demo.webhook-url=URL or --demo.alertmanager-url=URL.\n"
+			if opts.webhookURL != "" || opts.alertmanagerURL != "" {
+				alerts = "Alerts (TokenIntrospectionInactive for the seed and flaky orgs) go to the given destinations.\n"
+			}
+			fmt.Fprintf(stdout, `tokenwatch demo: %[1]d connections to %[2]d simulated orgs, checked %[4]s.
   status page   http://%[3]s/
   metrics       http://%[3]s/metrics
   org state     http://%[3]s/api/v1/orgs
   probe one org http://%[3]s/probe?org=seed-password-grant
 The org "seed-password-grant" is the permission-gap case: a working password-grant token that its own
 connected app may not introspect (introspection_not_permitted). "flaky-introspection" loses its
-introspection permission for a minute every three minutes. Stop with Ctrl-C.
-`, strings.Count(string(w.config), "\n  - name: "), len(w.orgs), addr)
+introspection permission for %[5]s in every %[6]s. %[7]sStop with Ctrl-C.
+`, strings.Count(string(w.config), "\n  - name: "), len(w.orgs), addr, strings.TrimPrefix(opts.schedule, "@"),
+				opts.flipInterval, 3*opts.flipInterval, alerts)
 		},
 	})
 }

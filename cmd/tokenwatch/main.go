@@ -69,6 +69,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 
 	demo := app.Command("demo", "Start simulated Salesforce-like orgs in-process and run the agent against them.")
 	demoWeb := kingpinflag.AddFlags(demo, defaultListen)
+	demoOpts := addDemoFlags(demo)
 
 	versionCmd := app.Command("version", "Print the version.")
 
@@ -93,7 +94,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	case diagnose.FullCommand():
 		return runDiagnose(c.configFile, c.orgs, c.output, stdout, stderr)
 	case demo.FullCommand():
-		return runDemo(logger, demoWeb, stdout)
+		return runDemo(logger, demoWeb, *demoOpts, stdout)
 	case versionCmd.FullCommand():
 		fmt.Fprintln(stdout, version.Print("tokenwatch"))
 		return exitOK

@@ -22,13 +22,20 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/tokenwatch/tokenwatch/agent"
+	"github.com/tokenwatch/tokenwatch/checks"
 	"github.com/tokenwatch/tokenwatch/configs"
+	"github.com/tokenwatch/tokenwatch/exporters/alertmanager"
+	"github.com/tokenwatch/tokenwatch/exporters/notify"
 	promexp "github.com/tokenwatch/tokenwatch/exporters/prometheus"
 	"github.com/tokenwatch/tokenwatch/exporters/status"
+	"github.com/tokenwatch/tokenwatch/exporters/webhook"
 )
 
 // shutdownGrace bounds how long shutdown waits for running checks.
 const shutdownGrace = 30 * time.Second
+
+// notifyGrace bounds how long shutdown keeps delivering queued alerts.
+const notifyGrace = 5 * time.Second
 
 type daemonOptions struct {
 	logger        *slog.Logger
@@ -79,6 +86,7 @@ func runDaemon(o daemonOptions) int {
 	reloads.WithLabelValues("success")
 	reloads.WithLabelValues("failure")
 	page := status.NewPage(status.PageOptions{Title: "tokenwatch", Version: version.Version})
+	router := notify.NewRouter(notify.RouterOptions{Registerer: reg, Logger: logger})
 
 	ag := agent.New(agent.Options{
 		Logger:      logger,
@@ -87,7 +95,17 @@ func runDaemon(o daemonOptions) int {
 		Shards:      o.shards,
 		RunOnStart:  true,
 		Instruments: promexp.NewAgentMetrics(reg),
+		Alerts:      router,
 	})
+	reg.MustRegister(promexp.NewAlertCollector(func() []promexp.FiringAlert {
+		var out []promexp.FiringAlert
+		for _, a := range ag.Alerts() {
+			if a.State == agent.AlertFiring {
+				out = append(out, promexp.FiringAlert{Org: a.Org, Alertname: a.Alertname})
+			}
+		}
+		return out
+	}))
 
 	// reload is the one path for the first load, SIGHUP and POST /-/reload.
 	reload := func() (err error) {
@@ -105,7 +123,19 @@ func runDaemon(o daemonOptions) int {
 		if err != nil {
 			return err
 		}
-		return ag.Apply(cfg)
+		// Built before anything changes, so a destination that cannot be
+		// built refuses the whole configuration.
+		dests, err := alertDestinations(cfg.Alerting)
+		if err != nil {
+			return err
+		}
+		if err := ag.Apply(cfg); err != nil {
+			return err
+		}
+		// Destinations that stay keep their queues; new ones hear of the
+		// alerts already firing.
+		ag.AlertDestinationsAdded(router.Update(dests))
+		return nil
 	}
 	if err := reload(); err != nil {
 		logConfigError(logger, "cannot load the configuration", err)
@@ -204,6 +234,10 @@ func runDaemon(o daemonOptions) int {
 			ctx, stop := context.WithTimeout(context.Background(), shutdownGrace)
 			defer stop()
 			ag.Stop(ctx)
+			// The last checks may have resolved alerts: deliver what is queued.
+			nctx, nstop := context.WithTimeout(context.Background(), notifyGrace)
+			defer nstop()
+			router.Stop(nctx)
 		})
 	}
 	{
@@ -240,4 +274,54 @@ func logConfigError(logger *slog.Logger, msg string, err error) {
 		return
 	}
 	logger.Error(msg, "err", err)
+}
+
+// alertDestinations builds a notifier for every Alertmanager and webhook of
+// the alerting section. Each is named by its kind and host (no credentials,
+// no path); a second one on the same host gets "#2", and so on.
+func alertDestinations(a configs.Alerting) ([]notify.Destination, error) {
+	userAgent := "tokenwatch/" + version.Version
+	var dests []notify.Destination
+	taken := map[string]int{}
+	name := func(kind, u string) string {
+		n := notify.DestinationName(kind, u)
+		taken[n]++
+		if c := taken[n]; c > 1 {
+			n = fmt.Sprintf("%s#%d", n, c)
+		}
+		return n
+	}
+	for i, am := range a.Alertmanagers {
+		tlsConfig, err := am.TLS.Build()
+		if err != nil {
+			return nil, fmt.Errorf("alerting.alertmanagers[%d].%w", i, err)
+		}
+		n, err := alertmanager.New(alertmanager.Options{
+			URL:         am.URL,
+			Username:    am.BasicAuth.Username,
+			Password:    checks.Secret(am.BasicAuth.Password.Reveal()),
+			BearerToken: checks.Secret(am.BearerToken.Reveal()),
+			TLS:         tlsConfig,
+			Timeout:     am.Timeout,
+			UserAgent:   userAgent,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("alerting.alertmanagers[%d]: %w", i, err)
+		}
+		dests = append(dests, notify.Destination{Name: name("alertmanager", am.URL), Notifier: n, Resends: true})
+	}
+	for i, wh := range a.Webhooks {
+		n, err := webhook.New(webhook.Options{
+			URL:          wh.URL,
+			Secret:       checks.Secret(wh.Secret.Reveal()),
+			SendResolved: wh.SendResolved,
+			Timeout:      wh.Timeout,
+			UserAgent:    userAgent,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("alerting.webhooks[%d]: %w", i, err)
+		}
+		dests = append(dests, notify.Destination{Name: name("webhook", wh.URL), Notifier: n})
+	}
+	return dests, nil
 }

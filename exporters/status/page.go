@@ -209,7 +209,10 @@ type pageView struct {
 	Generated      string
 	Failing, OK    int
 	Pending        int
-	Rows           []rowView
+	// Summary is the line read first, e.g. "1 failing, 6 ok"; SummaryState
+	// colours it: failing, pending, ok, or empty without orgs.
+	Summary, SummaryState string
+	Rows                  []rowView
 }
 
 type rowView struct {
@@ -227,17 +230,45 @@ type rowView struct {
 	Explanation, Fix string
 }
 
-// stateRank orders rows worst first: failing orgs, then healthy ones, then
-// those not checked yet, which have nothing to show.
+// stateRank orders rows worst first: failing orgs, then those not checked
+// yet, then healthy ones. An org still pending is not known to be healthy,
+// and one that stays pending (its checks never finish) needs a look.
 func stateRank(state string) int {
 	switch state {
 	case StateFailing:
 		return 0
-	case StateOK:
+	case StatePending:
 		return 1
 	default:
 		return 2
 	}
+}
+
+// summarize is the page's first line: the counts worst first, zeros left out.
+func summarize(failing, pending, ok int) (text, state string) {
+	switch {
+	case failing+pending+ok == 0:
+		return "No orgs are configured", "empty"
+	case failing == 0 && pending == 0:
+		if ok == 1 {
+			return "The org is ok", StateOK
+		}
+		return fmt.Sprintf("All %d orgs ok", ok), StateOK
+	}
+	var parts []string
+	for _, c := range []struct {
+		n    int
+		word string
+	}{{failing, "failing"}, {pending, "not checked yet"}, {ok, "ok"}} {
+		if c.n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", c.n, c.word))
+		}
+	}
+	state = StatePending
+	if failing > 0 {
+		state = StateFailing
+	}
+	return strings.Join(parts, ", "), state
 }
 
 func (p *Page) view() pageView {
@@ -261,6 +292,7 @@ func (p *Page) view() pageView {
 		}
 		v.Rows = append(v.Rows, rowOf(o, now))
 	}
+	v.Summary, v.SummaryState = summarize(v.Failing, v.Pending, v.OK)
 	return v
 }
 
@@ -343,12 +375,16 @@ func shortDuration(d time.Duration) string {
 	}
 }
 
-// milliseconds shows a step latency; sub-10ms ones keep a decimal so a
-// fast loopback answer does not read as 0 ms.
+// milliseconds shows a step latency; fast ones keep decimals so a loopback
+// answer in microseconds does not read as 0 ms, as if nothing happened.
 func milliseconds(d time.Duration) string {
 	ms := float64(d) / float64(time.Millisecond)
-	if ms < 10 {
+	switch {
+	case ms < 1:
+		return fmt.Sprintf("%.2f ms", ms)
+	case ms < 10:
 		return fmt.Sprintf("%.1f ms", ms)
+	default:
+		return fmt.Sprintf("%.0f ms", ms)
 	}
-	return fmt.Sprintf("%.0f ms", ms)
 }

@@ -100,7 +100,7 @@ func get(t *testing.T, h http.Handler, method, target string) (*http.Response, s
 
 func TestHTMLShowsOrgsWorstFirst(t *testing.T) {
 	// Each org row: its name, then its state cell's class and word.
-	rowRE := regexp.MustCompile(`<tr class="org \w+" id="org-([\w-]+)">[\s\S]*?<td class="state (\w+)">(\w+)</td>`)
+	rowRE := regexp.MustCompile(`<tr class="org \w+" id="org-([\w-]+)">[\s\S]*?<td class="state (\w+)"><span class="badge">(\w+)</span></td>`)
 	resp, body := get(t, newTestPage().HTML(), http.MethodGet, "/")
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d", resp.StatusCode)
@@ -116,8 +116,9 @@ func TestHTMLShowsOrgsWorstFirst(t *testing.T) {
 		}
 		words = append(words, m[3])
 	}
-	wantOrder := []string{"mid-gap", "x-dead", "alpha-ok", "zeta-ok", "new-org"}
-	wantWords := []string{"FAILING", "FAILING", "OK", "OK", "PENDING"}
+	// Not checked yet is not known to be healthy: between failing and OK.
+	wantOrder := []string{"mid-gap", "x-dead", "new-org", "alpha-ok", "zeta-ok"}
+	wantWords := []string{"FAILING", "FAILING", "PENDING", "OK", "OK"}
 	if !reflect.DeepEqual(order, wantOrder) {
 		t.Errorf("rows in order %v, want %v", order, wantOrder)
 	}
@@ -134,11 +135,16 @@ func TestHTMLContent(t *testing.T) {
 	}{
 		{"title and version", `<h1>Acme tokens <small>v1.2.3</small></h1>`},
 		{"refreshes itself", `<meta http-equiv="refresh" content="15">`},
-		{"summary counts", `2 failing, 2 OK, 1 pending.`},
-		{"the permission gap is named", `<code title="introspection said inactive, but the resource call with the same token succeeded: the introspecting client may not see this token">introspection_not_permitted</code>`},
-		{"its fix is shown", `<strong>Fix:</strong> ` + gapFix},
-		{"a dead token's fix is shown", `<strong>Fix:</strong> Check the session timeout of the connected app.`},
+		{"summary first, worst first, in red", `<p class="summary failing"><strong>2 failing, 1 not checked yet, 2 ok</strong></p>`},
+		{"the permission gap is named", `<code class="outcome" title="introspection said inactive, but the resource call with the same token succeeded: the introspecting client may not see this token">introspection_not_permitted</code>`},
+		{"its fix is shown", `<p class="fix"><strong>Fix:</strong> ` + gapFix},
+		{"a dead token's fix is shown", `<p class="fix"><strong>Fix:</strong> Check the session timeout of the connected app.`},
+		{"the command that explains more", `Step by step: <code>tokenwatch diagnose --org mid-gap</code>`},
+		{"fits a phone", `<meta name="viewport" content="width=device-width, initial-scale=1">`},
+		{"rows become cards on a phone", `@media (max-width: 720px)`},
+		{"cards name each value", `<td data-label="Token expires" title="2026-01-02T13:59:30Z">in 1h59m</td>`},
 		{"expiry counts down", `>in 1h59m</td>`},
+		{"a pending org has no steps yet", `<span class="muted">none yet</span>`},
 		{"a past expiry says so", `>expired 5m0s ago</td>`},
 		{"an unknown expiry says so", `>unknown</td>`},
 		{"last check is relative", `>12s ago</td>`},
@@ -167,10 +173,33 @@ func TestHTMLContent(t *testing.T) {
 		}
 	})
 	t.Run("healthy orgs show no explanation", func(t *testing.T) {
-		if strings.Contains(body, "all good") {
+		if strings.Contains(body, "all good") || strings.Contains(body, "--org alpha-ok") {
 			t.Error("a healthy org's explanation is on the page")
 		}
 	})
+}
+
+func TestSummary(t *testing.T) {
+	tests := []struct {
+		failing, pending, ok int
+		want, state          string
+	}{
+		{0, 0, 0, "No orgs are configured", "empty"},
+		{0, 0, 1, "The org is ok", StateOK},
+		{0, 0, 7, "All 7 orgs ok", StateOK},
+		{1, 0, 5, "1 failing, 5 ok", StateFailing},
+		{2, 1, 0, "2 failing, 1 not checked yet", StateFailing},
+		{0, 3, 4, "3 not checked yet, 4 ok", StatePending},
+		{0, 2, 0, "2 not checked yet", StatePending},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			text, state := summarize(tt.failing, tt.pending, tt.ok)
+			if text != tt.want || state != tt.state {
+				t.Errorf("summarize(%d, %d, %d) = %q, %q; want %q, %q", tt.failing, tt.pending, tt.ok, text, state, tt.want, tt.state)
+			}
+		})
+	}
 }
 
 func TestHTMLWithoutOrgs(t *testing.T) {
@@ -335,6 +364,26 @@ func TestShortDuration(t *testing.T) {
 		t.Run(tt.want, func(t *testing.T) {
 			if got := shortDuration(tt.d); got != tt.want {
 				t.Errorf("shortDuration(%v) = %q, want %q", tt.d, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestMilliseconds(t *testing.T) {
+	tests := []struct {
+		d    time.Duration
+		want string
+	}{
+		{40 * time.Microsecond, "0.04 ms"},
+		{950 * time.Microsecond, "0.95 ms"},
+		{2500 * time.Microsecond, "2.5 ms"},
+		{125 * time.Millisecond, "125 ms"},
+		{3 * time.Second, "3000 ms"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			if got := milliseconds(tt.d); got != tt.want {
+				t.Errorf("milliseconds(%v) = %q, want %q", tt.d, got, tt.want)
 			}
 		})
 	}

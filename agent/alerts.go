@@ -1,0 +1,446 @@
+package agent
+
+import (
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/tokenwatch/tokenwatch/checks"
+	"github.com/tokenwatch/tokenwatch/configs"
+	"github.com/tokenwatch/tokenwatch/exporters/notify"
+)
+
+// The alerts the agent raises (the alertname label).
+const (
+	// AlertIntrospectionInactive: introspection answered inactive
+	// (introspection_not_permitted, token_inactive, token_invalidated_early).
+	AlertIntrospectionInactive = "TokenIntrospectionInactive"
+	// AlertAcquisitionFailed: no token could be obtained (the token step or discovery failed).
+	AlertAcquisitionFailed = "TokenAcquisitionFailed"
+	// AlertIntrospectionFailed: introspection itself failed (refused, unreachable, malformed).
+	AlertIntrospectionFailed = "IntrospectionFailed"
+	// AlertSignatureMismatch: the Salesforce token response signature does not match.
+	AlertSignatureMismatch = "TokenSignatureMismatch"
+	// AlertExpectationFailed: the token breaks the org's expect: rules.
+	AlertExpectationFailed = "TokenExpectationFailed"
+	// AlertExpiresSoon: a kept token (token_mode reuse) expires within expires_soon_threshold.
+	AlertExpiresSoon = "TokenExpiresSoon"
+	// AlertCheckFailing: any other failing outcome (the resource call or the
+	// revocation failed); an addition to the contract's names, so that no
+	// failing check goes unalerted.
+	AlertCheckFailing = "TokenCheckFailing"
+)
+
+// AlertNames lists every alert the agent raises.
+var AlertNames = []string{
+	AlertIntrospectionInactive, AlertAcquisitionFailed, AlertIntrospectionFailed,
+	AlertSignatureMismatch, AlertExpectationFailed, AlertExpiresSoon, AlertCheckFailing,
+}
+
+// Severities (the severity label).
+const (
+	SeverityCritical = "critical"
+	SeverityWarning  = "warning"
+)
+
+var alertSeverity = map[string]string{
+	AlertIntrospectionInactive: SeverityCritical,
+	AlertAcquisitionFailed:     SeverityCritical,
+	AlertSignatureMismatch:     SeverityCritical,
+	AlertIntrospectionFailed:   SeverityWarning,
+	AlertExpectationFailed:     SeverityWarning,
+	AlertExpiresSoon:           SeverityWarning,
+	AlertCheckFailing:          SeverityWarning,
+}
+
+// States of an alert, as AlertStatus names them.
+const (
+	// AlertPending: bad checks were seen, fewer than failure_threshold.
+	AlertPending = "pending"
+	// AlertSending: the threshold was reached and the alert sent, but no
+	// destination has accepted it yet.
+	AlertSending = "sending"
+	// AlertFiring: at least one destination accepted the alert.
+	AlertFiring = "firing"
+)
+
+// endsAtResends is how many resend intervals a firing alert stays valid in
+// Alertmanager without a re-send, as Prometheus does: a tokenwatch that
+// died lets its alerts resolve by themselves.
+const endsAtResends = 4
+
+// AlertSender is where alert notifications go; *notify.Router implements it.
+type AlertSender interface {
+	Send(msgs ...notify.Message)
+	SendTo(destinations []string, msgs ...notify.Message)
+}
+
+// AlertStatus is one alert the agent holds.
+type AlertStatus struct {
+	Org       string `json:"org"`
+	Alertname string `json:"alertname"`
+	// Reason is the outcome in the reason label (the latest bad outcome while pending).
+	Reason   string `json:"reason"`
+	Severity string `json:"severity"`
+	// State is AlertPending, AlertSending or AlertFiring.
+	State string `json:"state"`
+	// Since is when the alert fired, or for a pending one when the first bad check of the run started.
+	Since time.Time `json:"since"`
+	// BadChecks counts the consecutive bad checks.
+	BadChecks int `json:"bad_checks"`
+}
+
+// alerter is the alert state machine of every org: per org and alertname,
+// it counts consecutive bad and good checks, fires after failure_threshold
+// bad ones, resolves after success_threshold good ones, and re-sends firing
+// alerts every resend_interval. It is keyed by org name, so it survives
+// reloads; an org that goes away has its alerts resolved.
+//
+// A check only counts for the alerts it can speak to: a check whose token
+// step failed says nothing about introspection, so it neither fires nor
+// resolves TokenIntrospectionInactive.
+//
+// The reason label is fixed when the alert fires. When a firing alert's
+// reason changes (token_inactive after introspection_not_permitted, say)
+// and the new reason holds for failure_threshold consecutive checks, the
+// alert with the old reason is resolved and one with the new reason fires
+// in the same notification; a reason that flips back and forth keeps the
+// first. A change of the org's labels on reload does the same at once.
+// Either way an org has at most one firing alert per alertname.
+type alerter struct {
+	logger *slog.Logger
+	sender AlertSender
+	clock  func() time.Time
+
+	mu   sync.Mutex
+	cfg  configs.Alerting
+	orgs map[string]*orgAlerts
+}
+
+// orgAlerts is the alert state of one org.
+type orgAlerts struct {
+	info      checks.Info
+	tokenMode string
+	alerts    map[string]*alertState
+}
+
+// alertState is one (org, alertname).
+type alertState struct {
+	name string
+	// bad and good count consecutive checks; one of them is zero.
+	bad, good int
+	// firstBad is when the current run of bad checks began.
+	firstBad time.Time
+	// reason is the latest bad outcome, seen in reasonRun consecutive checks.
+	reason    checks.Outcome
+	reasonRun int
+	// seen is what the latest bad check said, for the annotations.
+	seen verdict
+	// active is true from firing to resolving: alert holds what is sent.
+	active   bool
+	accepted bool
+	alert    notify.Alert
+	lastSent time.Time
+}
+
+// verdict is what one check says about one alert.
+type verdict struct {
+	// known is false when the check did not get far enough to tell.
+	known, bad  bool
+	reason      checks.Outcome
+	summary     string
+	explanation string
+	fix         string
+}
+
+func newAlerter(logger *slog.Logger, sender AlertSender, clock func() time.Time) *alerter {
+	return &alerter{
+		logger: logger,
+		sender: sender,
+		clock:  clock,
+		cfg: configs.Alerting{
+			FailureThreshold:     configs.DefaultFailureThreshold,
+			SuccessThreshold:     configs.DefaultSuccessThreshold,
+			ResendInterval:       configs.DefaultResendInterval,
+			ExpiresSoonThreshold: configs.DefaultExpiresSoonThreshold,
+		},
+		orgs: map[string]*orgAlerts{},
+	}
+}
+
+// configure takes the thresholds of a (re)loaded configuration; they apply
+// from the next check on.
+func (a *alerter) configure(cfg configs.Alerting) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.cfg = cfg
+	a.cfg.FailureThreshold = max(a.cfg.FailureThreshold, 1)
+	a.cfg.SuccessThreshold = max(a.cfg.SuccessThreshold, 1)
+	if a.cfg.ResendInterval <= 0 {
+		a.cfg.ResendInterval = configs.DefaultResendInterval
+	}
+}
+
+// setOrgs makes orgs the set of orgs: alerts of orgs no longer there are
+// resolved and forgotten; orgs whose labels changed have their firing
+// alerts re-sent under the new labels.
+func (a *alerter) setOrgs(orgs []configs.Org, infos map[string]checks.Info) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.clock()
+	var msgs []notify.Message
+	keep := map[string]bool{}
+	for _, o := range orgs {
+		info, ok := infos[o.Name]
+		if !ok {
+			continue
+		}
+		keep[o.Name] = true
+		oa, ok := a.orgs[o.Name]
+		if !ok {
+			a.orgs[o.Name] = &orgAlerts{info: info, tokenMode: o.TokenMode, alerts: map[string]*alertState{}}
+			continue
+		}
+		relabel := !maps.Equal(oa.info.Labels, info.Labels)
+		oa.info, oa.tokenMode = info, o.TokenMode
+		if !relabel {
+			continue
+		}
+		for _, st := range sortedStates(oa) {
+			if st.active {
+				reason := checks.Outcome(st.alert.Labels["reason"])
+				msgs = append(msgs, a.resolveLocked(oa, st, now, "the org's labels changed")...)
+				msgs = append(msgs, a.fireLocked(oa, st, reason, now))
+			}
+		}
+	}
+	for name, oa := range a.orgs {
+		if keep[name] {
+			continue
+		}
+		for _, st := range sortedStates(oa) {
+			if st.active {
+				msgs = append(msgs, a.resolveLocked(oa, st, now, "the org was removed from the configuration")...)
+			}
+		}
+		delete(a.orgs, name)
+	}
+	a.sendLocked(msgs)
+}
+
+// observe runs the state machine on a finished check.
+func (a *alerter) observe(org string, res *checks.Result) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	oa, ok := a.orgs[org]
+	if !ok {
+		return
+	}
+	now := a.clock()
+	var msgs []notify.Message
+	for _, name := range AlertNames {
+		v := a.evaluate(name, oa, res, now)
+		if !v.known {
+			continue
+		}
+		st := oa.alerts[name]
+		if !v.bad {
+			if st == nil {
+				continue
+			}
+			st.bad, st.reasonRun = 0, 0
+			st.good++
+			switch {
+			case !st.active:
+				delete(oa.alerts, name)
+			case st.good >= a.cfg.SuccessThreshold:
+				msgs = append(msgs, a.resolveLocked(oa, st, now, "")...)
+				delete(oa.alerts, name)
+			}
+			continue
+		}
+		if st == nil {
+			st = &alertState{name: name}
+			oa.alerts[name] = st
+		}
+		st.good = 0
+		st.bad++
+		if st.bad == 1 {
+			st.firstBad = res.Start
+		}
+		if v.reason == st.reason {
+			st.reasonRun++
+		} else {
+			st.reason, st.reasonRun = v.reason, 1
+		}
+		st.seen = v
+		switch {
+		case !st.active && st.bad >= a.cfg.FailureThreshold:
+			msgs = append(msgs, a.fireLocked(oa, st, v.reason, now))
+		case st.active && string(v.reason) != st.alert.Labels["reason"] && st.reasonRun >= a.cfg.FailureThreshold:
+			msgs = append(msgs, a.resolveLocked(oa, st, now, "the reason changed to "+string(v.reason))...)
+			msgs = append(msgs, a.fireLocked(oa, st, v.reason, now))
+		case st.active:
+			// The next re-send carries the latest numbers.
+			st.alert.Annotations = a.annotations(oa, st)
+		}
+	}
+	a.sendLocked(msgs)
+}
+
+// tick re-sends the firing alerts whose resend_interval has passed. An
+// alert no destination has accepted yet goes out as new, so that a
+// destination that does not take re-sends (a webhook) gets it again too.
+func (a *alerter) tick() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.clock()
+	var msgs []notify.Message
+	for _, org := range slices.Sorted(maps.Keys(a.orgs)) {
+		oa := a.orgs[org]
+		for _, st := range sortedStates(oa) {
+			if !st.active || now.Sub(st.lastSent) < a.cfg.ResendInterval {
+				continue
+			}
+			st.alert.EndsAt = now.Add(endsAtResends * a.cfg.ResendInterval)
+			st.lastSent = now
+			m := a.message(oa, st)
+			m.Resend = st.accepted
+			msgs = append(msgs, m)
+		}
+	}
+	a.sendLocked(msgs)
+}
+
+// sendFiringTo sends every active alert to the named destinations, under
+// the lock so that no resolve of one of them can overtake it.
+func (a *alerter) sendFiringTo(names []string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(names) == 0 || a.sender == nil {
+		return
+	}
+	var msgs []notify.Message
+	for _, org := range slices.Sorted(maps.Keys(a.orgs)) {
+		oa := a.orgs[org]
+		for _, st := range sortedStates(oa) {
+			if st.active {
+				msgs = append(msgs, a.message(oa, st))
+			}
+		}
+	}
+	if len(msgs) > 0 {
+		a.sender.SendTo(names, msgs...)
+	}
+}
+
+// statuses lists every alert that is pending or active, by org and alertname.
+func (a *alerter) statuses() []AlertStatus {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []AlertStatus
+	for _, org := range slices.Sorted(maps.Keys(a.orgs)) {
+		oa := a.orgs[org]
+		for _, st := range sortedStates(oa) {
+			s := AlertStatus{
+				Org: org, Alertname: st.name, Reason: string(st.reason), Severity: alertSeverity[st.name],
+				State: AlertPending, Since: st.firstBad, BadChecks: st.bad,
+			}
+			if st.active {
+				s.Reason = st.alert.Labels["reason"]
+				s.Since = st.alert.StartsAt
+				s.State = AlertSending
+				if st.accepted {
+					s.State = AlertFiring
+				}
+			}
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// fireLocked makes st active with the given reason label.
+func (a *alerter) fireLocked(oa *orgAlerts, st *alertState, reason checks.Outcome, now time.Time) notify.Message {
+	labels := make(map[string]string, len(oa.info.Labels)+4)
+	maps.Copy(labels, oa.info.Labels)
+	labels["alertname"] = st.name
+	labels["org"] = oa.info.Name
+	labels["reason"] = string(reason)
+	labels["severity"] = alertSeverity[st.name]
+	st.active, st.accepted = true, false
+	st.lastSent = now
+	st.alert = notify.Alert{
+		Status:      notify.StatusFiring,
+		Labels:      labels,
+		Annotations: a.annotations(oa, st),
+		StartsAt:    now,
+		EndsAt:      now.Add(endsAtResends * a.cfg.ResendInterval),
+		Fingerprint: notify.Fingerprint(labels),
+	}
+	a.logger.Info("alert raised", "org", oa.info.Name, "alertname", st.name, "reason", reason, "bad_checks", st.bad)
+	return a.message(oa, st)
+}
+
+// resolveLocked sends st's alert as resolved and makes st inactive.
+func (a *alerter) resolveLocked(oa *orgAlerts, st *alertState, now time.Time, why string) []notify.Message {
+	if !st.active {
+		return nil
+	}
+	alert := st.alert.Clone()
+	alert.Status = notify.StatusResolved
+	alert.EndsAt = now
+	st.active, st.accepted = false, false
+	if why == "" {
+		why = fmt.Sprintf("%d consecutive good check(s)", st.good)
+	}
+	a.logger.Info("alert resolved", "org", oa.info.Name, "alertname", st.name, "reason", alert.Labels["reason"], "why", why)
+	return []notify.Message{{Alert: alert}}
+}
+
+// message is the firing notification of st, which reports acceptance back.
+func (a *alerter) message(oa *orgAlerts, st *alertState) notify.Message {
+	org, name, fp := oa.info.Name, st.name, st.alert.Fingerprint
+	return notify.Message{
+		Alert:    st.alert.Clone(),
+		Accepted: func(destination string) { a.accepted(org, name, fp, destination) },
+	}
+}
+
+// accepted records that a destination took a firing alert: from now on it
+// is firing.
+func (a *alerter) accepted(org, name, fingerprint, destination string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	oa, ok := a.orgs[org]
+	if !ok {
+		return
+	}
+	st, ok := oa.alerts[name]
+	if !ok || !st.active || st.accepted || st.alert.Fingerprint != fingerprint {
+		return
+	}
+	st.accepted = true
+	a.logger.Info("alert firing", "org", org, "alertname", name, "reason", st.alert.Labels["reason"], "accepted_by", destination)
+}
+
+func (a *alerter) sendLocked(msgs []notify.Message) {
+	// Sent under the lock, so that a resolve is never queued before the
+	// firing message it follows.
+	if len(msgs) > 0 && a.sender != nil {
+		a.sender.Send(msgs...)
+	}
+}
+
+func sortedStates(oa *orgAlerts) []*alertState {
+	out := make([]*alertState, 0, len(oa.alerts))
+	for _, st := range oa.alerts {
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}

@@ -1,0 +1,244 @@
+package configs
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Defaults of the alerting section.
+const (
+	DefaultFailureThreshold = 2
+	DefaultSuccessThreshold = 1
+	DefaultResendInterval   = time.Minute
+	// DefaultExpiresSoonThreshold is short on purpose: a healthy reused
+	// Salesforce session slides and keeps more than half its timeout (an
+	// hour of a default two-hour session) ahead of it, so only a token
+	// about to run out comes this close.
+	DefaultExpiresSoonThreshold = 10 * time.Minute
+	DefaultNotificationTimeout  = 10 * time.Second
+	// MinResendInterval keeps a typo such as "1ms" from flooding Alertmanager.
+	MinResendInterval = time.Second
+)
+
+// Alerting is how the agent raises its own alerts: the thresholds of the
+// per-org state machine and where notifications go.
+type Alerting struct {
+	// FailureThreshold is the number of consecutive bad checks before an alert fires.
+	FailureThreshold int
+	// SuccessThreshold is the number of consecutive good checks before it resolves.
+	SuccessThreshold int
+	// ResendInterval is how often firing alerts are sent again to Alertmanager.
+	ResendInterval time.Duration
+	// ExpiresSoonThreshold raises TokenExpiresSoon for a kept token
+	// (token_mode reuse) whose exp is closer than this; 0 turns it off.
+	ExpiresSoonThreshold time.Duration
+	Alertmanagers        []Alertmanager
+	Webhooks             []Webhook
+}
+
+// Alertmanager is one Alertmanager (API v2) that receives every alert.
+type Alertmanager struct {
+	// URL is the base URL; alerts go to URL + /api/v2/alerts.
+	URL string
+	// BasicAuth is used when its Username is set. A value, not a pointer,
+	// so that printing an Alertmanager with any verb shows <secret>.
+	BasicAuth BasicAuth
+	// BearerToken is sent as Authorization: Bearer; read from BearerTokenFile when that is set.
+	BearerToken     Secret
+	BearerTokenFile string
+	TLS             TLS
+	Timeout         time.Duration
+}
+
+// BasicAuth is HTTP basic authentication towards a destination.
+type BasicAuth struct {
+	Username     string
+	Password     Secret
+	PasswordFile string
+}
+
+// Webhook is an HTTP endpoint that receives alerts in the shape of
+// Alertmanager's webhook payload.
+type Webhook struct {
+	URL string
+	// Secret keys the HMAC-SHA256 signature of the body; no signature when empty.
+	Secret       Secret
+	SecretFile   string
+	SendResolved bool
+	Timeout      time.Duration
+}
+
+func (r *reader) alerting(s *section) Alerting {
+	a := Alerting{
+		FailureThreshold:     DefaultFailureThreshold,
+		SuccessThreshold:     DefaultSuccessThreshold,
+		ResendInterval:       DefaultResendInterval,
+		ExpiresSoonThreshold: DefaultExpiresSoonThreshold,
+	}
+	if n, ok := s.integer("failure_threshold"); ok {
+		a.FailureThreshold = n
+		if n < 1 {
+			r.probs.add(s.key("failure_threshold"), "must be at least 1, got %d", n)
+		}
+	}
+	if n, ok := s.integer("success_threshold"); ok {
+		a.SuccessThreshold = n
+		if n < 1 {
+			r.probs.add(s.key("success_threshold"), "must be at least 1, got %d", n)
+		}
+	}
+	if d, ok := s.duration("resend_interval"); ok {
+		a.ResendInterval = d
+		if d < MinResendInterval {
+			r.probs.add(s.key("resend_interval"), "must be at least %s, got %s", MinResendInterval, d)
+		}
+	}
+	if d, ok := s.duration("expires_soon_threshold"); ok {
+		a.ExpiresSoonThreshold = d
+		if d < 0 {
+			r.probs.add(s.key("expires_soon_threshold"), "must not be negative (0s turns TokenExpiresSoon off), got %s", d)
+		}
+	}
+	// Each destination is named by its URL; the same URL twice would get
+	// every notification twice.
+	urls := map[string]string{}
+	if items, ok := s.list("alertmanagers"); ok {
+		for i, item := range items {
+			ds := newSection(&r.probs, fmt.Sprintf("%s[%d]", s.key("alertmanagers"), i), item)
+			if !ds.present {
+				if item == nil {
+					r.probs.add(ds.path, "empty entry (remove the dash or fill it in)")
+				}
+				continue
+			}
+			am := r.alertmanager(ds)
+			r.checkDuplicateDestination(ds.key("url"), am.URL, urls)
+			a.Alertmanagers = append(a.Alertmanagers, am)
+		}
+	}
+	if items, ok := s.list("webhooks"); ok {
+		for i, item := range items {
+			ds := newSection(&r.probs, fmt.Sprintf("%s[%d]", s.key("webhooks"), i), item)
+			if !ds.present {
+				if item == nil {
+					r.probs.add(ds.path, "empty entry (remove the dash or fill it in)")
+				}
+				continue
+			}
+			wh := r.webhook(ds)
+			r.checkDuplicateDestination(ds.key("url"), wh.URL, urls)
+			a.Webhooks = append(a.Webhooks, wh)
+		}
+	}
+	s.done()
+	return a
+}
+
+func (r *reader) checkDuplicateDestination(path, u string, seen map[string]string) {
+	if u == "" {
+		return
+	}
+	if first, dup := seen[u]; dup {
+		r.probs.add(path, "the same URL as %s; each destination would get every notification twice", first)
+		return
+	}
+	seen[u] = path
+}
+
+func (r *reader) alertmanager(s *section) Alertmanager {
+	am := Alertmanager{URL: s.str("url"), Timeout: DefaultNotificationTimeout}
+	var hasBearer, hasBasic bool
+	am.BearerToken, am.BearerTokenFile, hasBearer = r.secret(s, "bearer_token", "bearer_token_file")
+	if bs := s.sub("basic_auth"); bs.present {
+		am.BasicAuth = r.basicAuth(bs)
+		hasBasic = true
+		if hasBearer {
+			r.probs.add(s.key("bearer_token"), "set either basic_auth or bearer_token, not both (one Authorization header)")
+		}
+	}
+	am.TLS = r.tls(s.sub("tls"))
+	am.Timeout = r.notificationTimeout(s)
+	s.done()
+	r.checkDestinationURL(s.key("url"), am.URL, hasBasic || hasBearer,
+		"the Alertmanager base URL, e.g. http://127.0.0.1:9093")
+	return am
+}
+
+func (r *reader) basicAuth(s *section) BasicAuth {
+	b := BasicAuth{Username: s.str("username")}
+	var hasPassword bool
+	b.Password, b.PasswordFile, hasPassword = r.secret(s, "password", "password_file")
+	s.done()
+	if b.Username == "" {
+		r.probs.add(s.key("username"), "required with basic_auth")
+	}
+	if !hasPassword {
+		r.probs.add(s.key("password"), "required with basic_auth (set password, password: ${ENV_VAR} or password_file)")
+	}
+	return b
+}
+
+func (r *reader) webhook(s *section) Webhook {
+	wh := Webhook{URL: s.str("url"), SendResolved: true, Timeout: DefaultNotificationTimeout}
+	wh.Secret, wh.SecretFile, _ = r.secret(s, "secret", "secret_file")
+	if b, ok := s.boolean("send_resolved"); ok {
+		wh.SendResolved = b
+	}
+	wh.Timeout = r.notificationTimeout(s)
+	s.done()
+	// The HMAC key itself never travels, only the signature: plain http
+	// is allowed, as Alertmanager allows it for its webhooks.
+	r.checkDestinationURL(s.key("url"), wh.URL, false, "the URL that receives the alerts, e.g. https://hooks.example.com/tokenwatch")
+	return wh
+}
+
+func (r *reader) notificationTimeout(s *section) time.Duration {
+	d, ok := s.duration("timeout")
+	if !ok {
+		return DefaultNotificationTimeout
+	}
+	checkTimeout(&r.probs, s.key("timeout"), d)
+	return d
+}
+
+// checkDestinationURL accepts absolute http(s) URLs. A destination that
+// carries credentials (basic auth, a bearer token) gets plain http only on
+// loopback, like the orgs' endpoints.
+func (r *reader) checkDestinationURL(path, raw string, credentials bool, example string) {
+	if raw == "" {
+		if !r.probs.has(path) {
+			r.probs.add(path, "required (%s)", example)
+		}
+		return
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Error repeats the whole URL, which may carry a password.
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
+			err = urlErr.Err
+		}
+		r.probs.add(path, "not a valid URL: %v", err)
+		return
+	}
+	if u.User != nil {
+		r.probs.add(path, "must not contain credentials (user:password@); use basic_auth")
+		return
+	}
+	if u.Scheme == "" || u.Host == "" {
+		r.probs.add(path, "must be an absolute URL with scheme and host (%s)", example)
+		return
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "https":
+	case "http":
+		if credentials && !isLoopback(u.Hostname()) {
+			r.probs.add(path, "plain http is allowed only to loopback hosts (localhost, 127.0.0.0/8, ::1) when basic_auth or a bearer token is sent; use https")
+		}
+	default:
+		r.probs.add(path, "scheme %q is not allowed; use https or http", u.Scheme)
+	}
+}

@@ -1,0 +1,626 @@
+// Package deploy checks the deployment files users copy: the Dockerfile, the
+// systemd unit and the Kubernetes manifests. None of them can run here (no
+// container engine, no cluster, no systemd as init), so the tests check what
+// a user would trip over: the image's user, port and entrypoint, the binary
+// its build command makes, the unit with systemd-analyze when present, and
+// that the manifests' ports, probes, mounts, shards and labels fit together
+// and fit tokenwatch's configuration.
+package deploy
+
+import (
+	"bufio"
+	"bytes"
+	"debug/elf"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tokenwatch/tokenwatch/configs"
+)
+
+const port = "9851"
+
+var built struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// instruction is one Dockerfile instruction, continuation lines joined.
+type instruction struct {
+	cmd, args string
+}
+
+func parseDockerfile(t *testing.T) []instruction {
+	t.Helper()
+	f, err := os.Open("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []instruction
+	var cur strings.Builder
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if strings.HasSuffix(line, `\`) {
+			cur.WriteString(strings.TrimSuffix(line, `\`) + " ")
+			continue
+		}
+		cur.WriteString(line)
+		cmd, args, _ := strings.Cut(cur.String(), " ")
+		out = append(out, instruction{strings.ToUpper(cmd), strings.TrimSpace(args)})
+		cur.Reset()
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// stages splits the instructions at each FROM.
+func stages(ins []instruction) [][]instruction {
+	var out [][]instruction
+	for _, in := range ins {
+		if in.cmd == "FROM" {
+			out = append(out, nil)
+		}
+		if len(out) > 0 {
+			out[len(out)-1] = append(out[len(out)-1], in)
+		}
+	}
+	return out
+}
+
+func find(stage []instruction, cmd string) []string {
+	var out []string
+	for _, in := range stage {
+		if in.cmd == cmd {
+			out = append(out, in.args)
+		}
+	}
+	return out
+}
+
+// goVersion is the go directive of go.mod: the builder image must have it.
+func goVersion(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(b)
+	if m == nil {
+		t.Fatal("go.mod has no go directive")
+	}
+	return string(m[1])
+}
+
+var buildRun = regexp.MustCompile(`CGO_ENABLED=0 go build (.*) -o (\S+) (\./cmd/tokenwatch)$`)
+
+func TestDockerfile(t *testing.T) {
+	st := stages(parseDockerfile(t))
+	if len(st) < 2 {
+		t.Fatalf("%d stage(s), want a build stage and a small final one", len(st))
+	}
+	builder, final := st[0], st[len(st)-1]
+	from := find(builder, "FROM")[0]
+	fields := strings.Fields(from)
+
+	var entry []string
+	if e := find(final, "ENTRYPOINT"); len(e) != 1 || json.Unmarshal([]byte(e[0]), &entry) != nil || len(entry) == 0 {
+		t.Fatalf("the final stage needs one ENTRYPOINT in exec form, has %q", e)
+	}
+	copies := find(final, "COPY")
+	var run []string
+	for _, r := range find(builder, "RUN") {
+		if m := buildRun.FindStringSubmatch(r); m != nil {
+			run = m
+		}
+	}
+
+	tests := []struct {
+		name string
+		ok   bool
+		got  any
+	}{
+		{"the builder has go.mod's Go", len(fields) == 3 && strings.HasPrefix(fields[0], "golang:"+goVersion(t)+"-") && strings.EqualFold(fields[1], "AS"), from},
+		{"the final image is distroless or scratch", regexp.MustCompile(`^(gcr\.io/distroless/static\S*|scratch)$`).MatchString(find(final, "FROM")[0]), find(final, "FROM")},
+		{"it runs as a non-root user", nonRoot(find(final, "USER")), find(final, "USER")},
+		{"it exposes " + port, slices.Contains(find(final, "EXPOSE"), port), find(final, "EXPOSE")},
+		{"it runs the daemon by default", slices.Contains(find(final, "CMD"), `["run", "--config.file=/etc/tokenwatch/tokenwatch.yml", "--web.listen-address=:`+port+`"]`), find(final, "CMD")},
+		{"a static build of the command", run != nil, find(builder, "RUN")},
+		{"the entrypoint is the binary copied from the build", run != nil && slices.Contains(copies, "--from="+fields[len(fields)-1]+" "+run[2]+" "+entry[0]), copies},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !tt.ok {
+				t.Errorf("not so: %q", tt.got)
+			}
+		})
+	}
+	if run == nil {
+		return
+	}
+
+	t.Run("the build command makes a static binary that knows its version", func(t *testing.T) {
+		bin := filepath.Join(t.TempDir(), "tokenwatch")
+		flags := strings.ReplaceAll(run[1], "${VERSION}", "9.8.7-image")
+		cmd := exec.Command("sh", "-c", "go build "+flags+" -o "+bin+" "+run[3])
+		cmd.Dir = ".."
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", cmd, err, out)
+		}
+		out, err := exec.Command(bin, "version").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "9.8.7-image") {
+			t.Errorf("tokenwatch version says %q (%v), want the VERSION the image was built with", out, err)
+		}
+		f, err := elf.Open(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		for _, p := range f.Progs {
+			if p.Type == elf.PT_INTERP {
+				t.Error("the binary is dynamically linked: it cannot start on distroless/static or scratch")
+			}
+		}
+	})
+}
+
+func nonRoot(users []string) bool {
+	if len(users) == 0 {
+		return false
+	}
+	user, _, _ := strings.Cut(users[len(users)-1], ":")
+	return user != "" && user != "root" && user != "0"
+}
+
+// tokenwatchBinary builds the command once, for the unit's ExecStart.
+func tokenwatchBinary(t *testing.T) string {
+	t.Helper()
+	built.once.Do(func() {
+		dir, err := os.MkdirTemp("", "tokenwatch-deploy-")
+		if err != nil {
+			built.err = err
+			return
+		}
+		built.path = filepath.Join(dir, "tokenwatch")
+		if out, err := exec.Command("go", "build", "-o", built.path, "github.com/tokenwatch/tokenwatch/cmd/tokenwatch").CombinedOutput(); err != nil {
+			built.err = errors.New(string(out))
+		}
+	})
+	if built.err != nil {
+		t.Fatalf("go build: %v", built.err)
+	}
+	return built.path
+}
+
+// unit is a systemd unit file: section -> key -> values in order.
+type unit map[string]map[string][]string
+
+func parseUnit(t *testing.T, r io.Reader) unit {
+	t.Helper()
+	u := unit{}
+	section := ""
+	sc := bufio.NewScanner(r)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";"):
+		case strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]"):
+			section = strings.Trim(line, "[]")
+			u[section] = map[string][]string{}
+		default:
+			k, v, ok := strings.Cut(line, "=")
+			if !ok || section == "" {
+				t.Fatalf("line %d: %q is neither a section nor key=value", n, line)
+			}
+			u[section][k] = append(u[section][k], v)
+		}
+	}
+	return u
+}
+
+func TestSystemdUnit(t *testing.T) {
+	raw, err := os.ReadFile("systemd/tokenwatch.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := parseUnit(t, bytes.NewReader(raw))
+	svc := u["Service"]
+	first := func(k string) string {
+		if v := svc[k]; len(v) > 0 {
+			return v[len(v)-1]
+		}
+		return ""
+	}
+	tests := []struct {
+		key, want string
+	}{
+		{"ExecStart", "/usr/local/bin/tokenwatch run --config.file=/etc/tokenwatch/tokenwatch.yml --web.listen-address=:" + port},
+		{"ExecReload", "/bin/kill -HUP $MAINPID"},
+		{"DynamicUser", "yes"},
+		{"NoNewPrivileges", "yes"},
+		{"ProtectSystem", "strict"},
+		{"ProtectHome", "yes"},
+		{"PrivateTmp", "yes"},
+		{"CapabilityBoundingSet", ""},
+		{"RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"},
+		{"Restart", "on-failure"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key, func(t *testing.T) {
+			if _, set := svc[tt.key]; !set || first(tt.key) != tt.want {
+				t.Errorf("%s=%q, want %q", tt.key, first(tt.key), tt.want)
+			}
+		})
+	}
+	if got := u["Install"]["WantedBy"]; !slices.Equal(got, []string{"multi-user.target"}) {
+		t.Errorf("WantedBy=%q: the unit would not start at boot", got)
+	}
+
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Log("systemd-analyze is not installed: the unit was only parsed")
+		return
+	}
+	// verify insists that ExecStart's program exists: point it at a build.
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tokenwatch.service")
+	body := strings.ReplaceAll(string(raw), "/usr/local/bin/tokenwatch", tokenwatchBinary(t))
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("systemd-analyze verify", func(t *testing.T) {
+		// It exits 0 on unknown keys and bad values too, so any word it says fails.
+		out, err := exec.Command(analyze, "verify", path).CombinedOutput()
+		if err != nil || len(bytes.TrimSpace(out)) > 0 {
+			t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+		}
+	})
+	t.Run("systemd-analyze security rates it OK", func(t *testing.T) {
+		// Exposure 0 (locked down) to 10 (unprotected), given times ten;
+		// up to 2.0 systemd calls OK.
+		out, err := exec.Command(analyze, "security", "--offline=yes", "--threshold=20", path).CombinedOutput()
+		if err != nil {
+			t.Errorf("systemd-analyze security: %v\n%s", err, out)
+		}
+	})
+}
+
+// object is one Kubernetes manifest, decoded loosely.
+type object = map[string]any
+
+// dig walks maps and lists: dig(o, "spec", "ports", 0, "port").
+func dig(v any, path ...any) any {
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, ok := v.(map[string]any)
+			if !ok {
+				return nil
+			}
+			v = m[k]
+		case int:
+			l, ok := v.([]any)
+			if !ok || k >= len(l) {
+				return nil
+			}
+			v = l[k]
+		}
+	}
+	return v
+}
+
+func str(v any, path ...any) string {
+	s, _ := dig(v, path...).(string)
+	return s
+}
+
+func list(v any, path ...any) []any {
+	l, _ := dig(v, path...).([]any)
+	return l
+}
+
+// manifests decodes every document of every YAML file in kubernetes/ by kind.
+func manifests(t *testing.T) (byKind map[string][]object, files []string) {
+	t.Helper()
+	paths, err := filepath.Glob("kubernetes/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	byKind = map[string][]object{}
+	for _, path := range paths {
+		files = append(files, filepath.Base(path))
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(raw))
+		for n := 0; ; n++ {
+			var o object
+			err := dec.Decode(&o)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s document %d: %v", path, n, err)
+			}
+			if o == nil {
+				continue
+			}
+			if str(o, "apiVersion") == "" || str(o, "kind") == "" || (str(o, "kind") != "Kustomization" && str(o, "metadata", "name") == "") {
+				t.Errorf("%s document %d lacks apiVersion, kind or metadata.name", path, n)
+			}
+			byKind[str(o, "kind")] = append(byKind[str(o, "kind")], o)
+		}
+	}
+	return byKind, files
+}
+
+func one(t *testing.T, byKind map[string][]object, kind string) object {
+	t.Helper()
+	if len(byKind[kind]) != 1 {
+		t.Fatalf("%d %s manifests, want 1", len(byKind[kind]), kind)
+	}
+	return byKind[kind][0]
+}
+
+func TestKubernetesManifests(t *testing.T) {
+	byKind, files := manifests(t)
+	kust := one(t, byKind, "Kustomization")
+	sts := one(t, byKind, "StatefulSet")
+	svc := one(t, byKind, "Service")
+	sm := one(t, byKind, "ServiceMonitor")
+	cm := one(t, byKind, "ConfigMap")
+	secret := one(t, byKind, "Secret")
+	pod := dig(sts, "spec", "template", "spec")
+	podLabels, _ := dig(sts, "spec", "template", "metadata", "labels").(map[string]any)
+	container := dig(pod, "containers", 0)
+	var args []string
+	for _, a := range list(container, "args") {
+		args = append(args, a.(string))
+	}
+	flag := func(name string) string {
+		for _, a := range args {
+			if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	mountOf := func(volumeKind, key, name string) string {
+		for _, v := range list(pod, "volumes") {
+			if str(v, volumeKind, key) != name {
+				continue
+			}
+			for _, m := range list(container, "volumeMounts") {
+				if str(m, "name") == str(v, "name") {
+					return str(m, "mountPath")
+				}
+			}
+		}
+		return ""
+	}
+
+	t.Run("kustomization lists every manifest", func(t *testing.T) {
+		var want []string
+		for _, f := range files {
+			if f != "kustomization.yaml" {
+				want = append(want, f)
+			}
+		}
+		var got []string
+		for _, r := range list(kust, "resources") {
+			got = append(got, r.(string))
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("resources %q, want %q", got, want)
+		}
+	})
+
+	t.Run("ports", func(t *testing.T) {
+		portName := str(container, "ports", 0, "name")
+		if p, _ := dig(container, "ports", 0, "containerPort").(int); p != 9851 || flag("web.listen-address") != ":"+port {
+			t.Errorf("container listens on %s and exposes %v, want :%s for both", flag("web.listen-address"), p, port)
+		}
+		if p, _ := dig(svc, "spec", "ports", 0, "port").(int); p != 9851 || str(svc, "spec", "ports", 0, "targetPort") != portName {
+			t.Errorf("the Service forwards %v to %q, want 9851 to the container's %q", p, str(svc, "spec", "ports", 0, "targetPort"), portName)
+		}
+		if str(sm, "spec", "endpoints", 0, "port") != str(svc, "spec", "ports", 0, "name") || str(sm, "spec", "endpoints", 0, "path") != "/metrics" {
+			t.Errorf("the ServiceMonitor scrapes %q %q, want the Service's port name and /metrics",
+				str(sm, "spec", "endpoints", 0, "port"), str(sm, "spec", "endpoints", 0, "path"))
+		}
+	})
+
+	t.Run("probes", func(t *testing.T) {
+		for probe, path := range map[string]string{"livenessProbe": "/-/healthy", "readinessProbe": "/-/ready"} {
+			if str(container, probe, "httpGet", "path") != path || str(container, probe, "httpGet", "port") != str(container, "ports", 0, "name") {
+				t.Errorf("%s asks %q on port %q, want %s on the metrics port", probe,
+					str(container, probe, "httpGet", "path"), str(container, probe, "httpGet", "port"), path)
+			}
+		}
+	})
+
+	t.Run("selectors find the pods", func(t *testing.T) {
+		matches := func(sel any) bool {
+			m, ok := sel.(map[string]any)
+			if !ok || len(m) == 0 {
+				return false
+			}
+			for k, v := range m {
+				if podLabels[k] != v {
+					return false
+				}
+			}
+			return true
+		}
+		if !matches(dig(sts, "spec", "selector", "matchLabels")) {
+			t.Error("the StatefulSet's selector does not match its pods")
+		}
+		if !matches(dig(svc, "spec", "selector")) {
+			t.Error("the Service's selector does not match the pods")
+		}
+		if str(sts, "spec", "serviceName") != str(svc, "metadata", "name") || str(svc, "spec", "clusterIP") != "None" {
+			t.Error("the StatefulSet's serviceName must name the headless Service")
+		}
+		svcLabels, _ := dig(svc, "metadata", "labels").(map[string]any)
+		for k, v := range dig(sm, "spec", "selector", "matchLabels").(map[string]any) {
+			if svcLabels[k] != v {
+				t.Errorf("the ServiceMonitor selects %s=%v, which the Service lacks", k, v)
+			}
+		}
+	})
+
+	t.Run("one shard per replica", func(t *testing.T) {
+		replicas, _ := dig(sts, "spec", "replicas").(int)
+		m := regexp.MustCompile(`^\$\((\w+)\)/(\d+)$`).FindStringSubmatch(flag("shard"))
+		if m == nil {
+			t.Fatalf("--shard=%q, want $(VAR)/N", flag("shard"))
+		}
+		if m[2] != strconv.Itoa(replicas) {
+			t.Errorf("--shard=%s with %d replicas: orgs of the missing shards would never be checked", flag("shard"), replicas)
+		}
+		var from string
+		for _, e := range list(container, "env") {
+			if str(e, "name") == m[1] {
+				from = str(e, "valueFrom", "fieldRef", "fieldPath")
+			}
+		}
+		if from != "metadata.labels['apps.kubernetes.io/pod-index']" {
+			t.Errorf("$(%s) comes from %q, want the pod's ordinal", m[1], from)
+		}
+	})
+
+	t.Run("runs as non-root, read-only", func(t *testing.T) {
+		if dig(pod, "securityContext", "runAsNonRoot") != true {
+			t.Error("runAsNonRoot is not set")
+		}
+		if uid, _ := dig(pod, "securityContext", "runAsUser").(int); uid == 0 {
+			t.Error("runAsUser is root or unset")
+		}
+		sc := dig(container, "securityContext")
+		if dig(sc, "allowPrivilegeEscalation") != false || dig(sc, "readOnlyRootFilesystem") != true ||
+			!slices.Equal(list(sc, "capabilities", "drop"), []any{"ALL"}) {
+			t.Errorf("container securityContext %v: want no privilege escalation, a read-only root, no capabilities", sc)
+		}
+	})
+
+	// The configuration in the ConfigMap must load as tokenwatch would load
+	// it in the pod: every *_file under the Secret's mount, naming a key.
+	t.Run("the configuration loads with the mounted secrets", func(t *testing.T) {
+		cfgDir := mountOf("configMap", "name", str(cm, "metadata", "name"))
+		file := flag("config.file")
+		if cfgDir == "" || filepath.Dir(file) != cfgDir {
+			t.Fatalf("--config.file=%s is not in the ConfigMap's mount %q", file, cfgDir)
+		}
+		body := str(cm, "data", filepath.Base(file))
+		if body == "" {
+			t.Fatalf("the ConfigMap has no key %s", filepath.Base(file))
+		}
+		secretDir := mountOf("secret", "secretName", str(secret, "metadata", "name"))
+		if secretDir == "" {
+			t.Fatal("the Secret is not mounted")
+		}
+		for _, v := range list(pod, "volumes") {
+			if str(v, "secret", "secretName") != str(secret, "metadata", "name") {
+				continue
+			}
+			// Unset, Kubernetes makes them 0644: readable by every user.
+			if mode, ok := dig(v, "secret", "defaultMode").(int); !ok || mode&0o007 != 0 {
+				t.Errorf("secret files have mode %o: readable by every user", mode)
+			}
+		}
+		refs := regexp.MustCompile(`(?m)^\s*\w+_file:\s*(\S+)`).FindAllStringSubmatch(body, -1)
+		if len(refs) == 0 {
+			t.Fatal("the example configuration reads no secret from a file")
+		}
+		local := t.TempDir()
+		data, _ := dig(secret, "stringData").(map[string]any)
+		for _, r := range refs {
+			dir, key := filepath.Dir(r[1]), filepath.Base(r[1])
+			if dir != secretDir {
+				t.Errorf("%s is not under the Secret's mount %s", r[1], secretDir)
+				continue
+			}
+			v, ok := data[key].(string)
+			if !ok {
+				t.Errorf("%s names key %q, which the Secret lacks", r[1], key)
+				continue
+			}
+			if err := os.WriteFile(filepath.Join(local, key), []byte(v), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cfg, err := configs.Parse([]byte(strings.ReplaceAll(body, secretDir+"/", "")), local, nil)
+		if err != nil {
+			t.Fatalf("tokenwatch refuses the ConfigMap's configuration:\n%v", err)
+		}
+		if len(cfg.Orgs) == 0 {
+			t.Error("the configuration has no orgs")
+		}
+	})
+
+	// configs/prometheus/prometheus.yml keeps pods by label and port name.
+	t.Run("the example Prometheus job finds these pods", func(t *testing.T) {
+		raw, err := os.ReadFile("../configs/prometheus/prometheus.yml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var prom object
+		if err := yaml.Unmarshal(raw, &prom); err != nil {
+			t.Fatal(err)
+		}
+		values := map[string]string{
+			"__meta_kubernetes_pod_label_app_kubernetes_io_name": str(podLabels, "app.kubernetes.io/name"),
+			"__meta_kubernetes_pod_container_port_name":          str(container, "ports", 0, "name"),
+		}
+		checked := 0
+		for _, job := range list(prom, "scrape_configs") {
+			if dig(job, "kubernetes_sd_configs") == nil {
+				continue
+			}
+			if ns := list(job, "kubernetes_sd_configs", 0, "namespaces", "names"); len(ns) > 0 && !slices.Contains(ns, any(str(kust, "namespace"))) {
+				t.Errorf("job %s looks in namespaces %v, the manifests go to %q", str(job, "job_name"), ns, str(kust, "namespace"))
+			}
+			for _, rule := range list(job, "relabel_configs") {
+				if str(rule, "action") != "keep" {
+					continue
+				}
+				source := list(rule, "source_labels")
+				if len(source) != 1 {
+					continue
+				}
+				v, known := values[source[0].(string)]
+				if !known {
+					t.Errorf("job %s keeps by %v, which this test does not know", str(job, "job_name"), source)
+					continue
+				}
+				if !regexp.MustCompile("^(?:" + str(rule, "regex") + ")$").MatchString(v) {
+					t.Errorf("job %s keeps %v =~ %q, but the pods have %q", str(job, "job_name"), source, str(rule, "regex"), v)
+				}
+				checked++
+			}
+		}
+		if checked == 0 {
+			t.Error("no Kubernetes job with keep rules in the example")
+		}
+	})
+}

@@ -1,0 +1,238 @@
+package prometheus
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// pendingMetrics are metrics a panel may read without data yet (a metric
+// still being built). None are pending: every panel must show data.
+var pendingMetrics = map[string]string{}
+
+// grafanaVariables stands in for what Grafana substitutes before it sends a
+// query: the org picked in the org variable and the intervals it computes.
+// The data source variable is not part of a query.
+var grafanaVariables = strings.NewReplacer(
+	"$__rate_interval", "15s",
+	"$__interval", "5s",
+	"$__range", "1m",
+	"${org}", healthyOrg,
+	"$org", healthyOrg,
+)
+
+// dashboardQuery is one query of one panel of the committed dashboard.
+type dashboardQuery struct {
+	panel, row, refID string
+	expr              string // as sent to Prometheus, variables substituted
+}
+
+func (q dashboardQuery) String() string {
+	return fmt.Sprintf("%s / %q query %s: %s", q.row, q.panel, q.refID, q.expr)
+}
+
+// pending returns the pending metric the query reads, if any.
+func (q dashboardQuery) pending() string {
+	for metric := range pendingMetrics {
+		if regexp.MustCompile(`\b` + metric + `\b`).MatchString(q.expr) {
+			return metric
+		}
+	}
+	return ""
+}
+
+type dashboardPanel struct {
+	Type    string `json:"type"`
+	Title   string `json:"title"`
+	Targets []struct {
+		RefID string `json:"refId"`
+		Expr  string `json:"expr"`
+	} `json:"targets"`
+	Panels []dashboardPanel `json:"panels"`
+}
+
+// dashboardQueries reads every panel query of the committed dashboard.
+func dashboardQueries(t *testing.T) (queries []dashboardQuery, orgVariable string) {
+	t.Helper()
+	raw, err := os.ReadFile(dashboardFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels     []dashboardPanel `json:"panels"`
+		Templating struct {
+			List []struct {
+				Name  string `json:"name"`
+				Query any    `json:"query"`
+			} `json:"list"`
+		} `json:"templating"`
+	}
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatal(err)
+	}
+	row := ""
+	var add func(p dashboardPanel)
+	add = func(p dashboardPanel) {
+		if p.Type == "row" {
+			row = p.Title
+			for _, inner := range p.Panels {
+				add(inner)
+			}
+			return
+		}
+		if len(p.Targets) == 0 {
+			t.Errorf("%s / %q has no query", row, p.Title)
+		}
+		for _, target := range p.Targets {
+			queries = append(queries, dashboardQuery{panel: p.Title, row: row, refID: target.RefID,
+				expr: grafanaVariables.Replace(target.Expr)})
+		}
+	}
+	for _, p := range d.Panels {
+		add(p)
+	}
+	for _, v := range d.Templating.List {
+		if v.Name == "org" {
+			orgVariable, _ = v.Query.(string)
+		}
+	}
+	return queries, orgVariable
+}
+
+// fleetCounts are what the fleet row's numbers must say about the three
+// orgs of startTokenwatch: a user reads these first.
+var fleetCounts = map[string]float64{
+	"Orgs configured":      3,
+	"Orgs healthy":         2,
+	"Orgs failing":         1,
+	"Orgs not checked yet": 0,
+	"Alerts firing":        1, // the seed case's TokenIntrospectionInactive
+}
+
+// TestDashboardAgainstPrometheus runs every query of the committed Grafana
+// dashboard against a real Prometheus scraping the agent, as Grafana would
+// with the org variable set to a healthy org: each must parse and return data.
+func TestDashboardAgainstPrometheus(t *testing.T) {
+	need(t, "prometheus", "prometheus")
+	queries, orgVariable := dashboardQueries(t)
+	if len(queries) == 0 {
+		t.Fatal("the dashboard has no queries")
+	}
+	agent := startTokenwatch(t)
+	prom := startPrometheus(t, agent)
+
+	// A query Prometheus refuses is wrong however long we wait.
+	var runnable []dashboardQuery
+	for _, q := range queries {
+		if strings.Contains(q.expr, "$") {
+			t.Errorf("%s: a variable the test does not substitute", q)
+			continue
+		}
+		var qe *queryError
+		if _, err := prom.query(q.expr); errors.As(err, &qe) {
+			t.Errorf("%s: Prometheus refuses it: %v", q, err)
+			continue
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		runnable = append(runnable, q)
+	}
+
+	pendingSeen := map[string]bool{}
+	problems := eventually(45*time.Second, func() []string {
+		var problems []string
+		for _, q := range runnable {
+			samples, err := prom.query(q.expr)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("%s: %v", q, err))
+				continue
+			}
+			if metric := q.pending(); metric != "" {
+				pendingSeen[q.String()] = len(samples) > 0
+				continue
+			}
+			if len(samples) == 0 {
+				problems = append(problems, fmt.Sprintf("%s: no data", q))
+				continue
+			}
+			if !slices.ContainsFunc(samples, func(s sample) bool { return !math.IsNaN(s.Value) }) {
+				problems = append(problems, fmt.Sprintf("%s: only NaN", q))
+				continue
+			}
+			if want, ok := fleetCounts[q.panel]; ok && q.row == "Fleet overview" && samples[0].Value != want {
+				problems = append(problems, fmt.Sprintf("%s: shows %v, want %v", q, samples[0].Value, want))
+			}
+		}
+		return problems
+	})
+	if len(problems) > 0 {
+		t.Errorf("after 45 s of scrapes, %d dashboard queries fail:%s", len(problems), joinLines(problems))
+	}
+	for q, hasData := range pendingSeen {
+		if hasData {
+			t.Logf("%s: returns data now; remove its metric from pendingMetrics", q)
+		} else {
+			t.Logf("%s: no data yet, allowed while its metric is pending", q)
+		}
+	}
+
+	t.Run("the org variable lists every org", func(t *testing.T) {
+		m := regexp.MustCompile(`^label_values\((\w+), *(\w+)\)$`).FindStringSubmatch(orgVariable)
+		if m == nil {
+			t.Fatalf("org variable query %q is not label_values(metric, label)", orgVariable)
+		}
+		got, err := prom.labelValues(m[1], m[2])
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := slices.Clone(orgNames)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("the org variable offers %q, want %q", got, want)
+		}
+	})
+	t.Run("example probe job", func(t *testing.T) {
+		samples, err := prom.query(`{job="tokenwatch-probe", __name__=~"tokenwatch_.+"}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(samples) != 1 || samples[0].Metric["__name__"] != "tokenwatch_probe_success" ||
+			samples[0].Metric["org"] != healthyOrg || samples[0].Value != 1 {
+			t.Errorf("the probe job stored %v, want only tokenwatch_probe_success{org=%q} 1", samples, healthyOrg)
+		}
+	})
+	t.Run("example Kubernetes job", func(t *testing.T) {
+		active, dropped, err := prom.targets()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kept []map[string]string
+		for _, tg := range active {
+			if tg.ScrapePool == "tokenwatch-kubernetes" {
+				kept = append(kept, tg.Labels)
+			}
+		}
+		if len(kept) != 1 || kept[0]["job"] != "tokenwatch" || kept[0]["pod"] != "tokenwatch-0" || kept[0]["namespace"] != "monitoring" {
+			t.Errorf("the Kubernetes job keeps %v, want the metrics port of pod tokenwatch-0 as job tokenwatch", kept)
+		}
+		var droppedPorts []string
+		for _, tg := range dropped {
+			if tg.DiscoveredLabels["job"] == "tokenwatch-kubernetes" {
+				droppedPorts = append(droppedPorts, tg.DiscoveredLabels["__meta_kubernetes_pod_container_port_name"])
+			}
+		}
+		if !slices.Equal(droppedPorts, []string{"debug"}) {
+			t.Errorf("the Kubernetes job drops ports %q, want the pod's other port, debug", droppedPorts)
+		}
+	})
+	if t.Failed() {
+		t.Logf("prometheus output:\n%s", prom.logs)
+	}
+}

@@ -1,0 +1,122 @@
+// Package alertmanager sends alerts to an Alertmanager through its API v2
+// (POST /api/v2/alerts), as Prometheus does, with basic auth, a bearer
+// token or TLS client settings. For an HA pair, configure one Notifier per
+// member: each gets every alert and Alertmanager de-duplicates.
+package alertmanager
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/tokenwatch/tokenwatch/checks"
+	"github.com/tokenwatch/tokenwatch/exporters/notify"
+)
+
+// alertsPath is the API v2 endpoint under the base URL.
+const alertsPath = "/api/v2/alerts"
+
+// Options configure a Notifier.
+type Options struct {
+	// URL is the Alertmanager base URL, e.g. http://127.0.0.1:9093 or
+	// https://monitoring.example.com/alertmanager.
+	URL string
+	// Username and Password, when Username is set, are sent as basic auth.
+	Username string
+	Password checks.Secret
+	// BearerToken, when set, is sent as Authorization: Bearer.
+	BearerToken checks.Secret
+	// TLS is the client TLS configuration; nil means the system defaults.
+	TLS *tls.Config
+	// Timeout bounds one request; 10s when zero.
+	Timeout time.Duration
+	// UserAgent is sent with every request.
+	UserAgent string
+}
+
+// Notifier posts alerts to one Alertmanager.
+type Notifier struct {
+	endpoint string
+	header   http.Header
+	client   *http.Client
+	secrets  []string
+}
+
+var _ notify.Notifier = (*Notifier)(nil)
+
+// New returns a Notifier for the Alertmanager at o.URL.
+func New(o Options) (*Notifier, error) {
+	u, err := url.Parse(o.URL)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, errors.New("alertmanager: the URL must be an absolute http(s) URL")
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	n := &Notifier{
+		endpoint: strings.TrimSuffix(u.String(), "/") + alertsPath,
+		header:   http.Header{},
+		client:   notify.NewHTTPClient(o.TLS, o.Timeout),
+		secrets:  []string{o.Password.Reveal(), o.BearerToken.Reveal()},
+	}
+	if o.UserAgent != "" {
+		n.header.Set("User-Agent", o.UserAgent)
+	}
+	switch {
+	case o.Username != "":
+		req := http.Request{Header: http.Header{}}
+		req.SetBasicAuth(o.Username, o.Password.Reveal())
+		n.header.Set("Authorization", req.Header.Get("Authorization"))
+	case o.BearerToken != "":
+		n.header.Set("Authorization", "Bearer "+o.BearerToken.Reveal())
+	}
+	if auth := n.header.Get("Authorization"); auth != "" {
+		// An answer that echoes the header must not put it in an error.
+		_, credentials, _ := strings.Cut(auth, " ")
+		n.secrets = append(n.secrets, credentials)
+	}
+	return n, nil
+}
+
+// postableAlert is an alert as API v2 takes it.
+type postableAlert struct {
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+	StartsAt     time.Time         `json:"startsAt,omitzero"`
+	EndsAt       time.Time         `json:"endsAt,omitzero"`
+	GeneratorURL string            `json:"generatorURL,omitempty"`
+}
+
+// Notify posts the alerts in one request.
+func (n *Notifier) Notify(ctx context.Context, alerts ...notify.Alert) (bool, error) {
+	if len(alerts) == 0 {
+		return false, nil
+	}
+	body := make([]postableAlert, len(alerts))
+	for i, a := range alerts {
+		body[i] = postableAlert{
+			Labels:       a.Labels,
+			Annotations:  a.Annotations,
+			StartsAt:     a.StartsAt,
+			EndsAt:       a.EndsAt,
+			GeneratorURL: a.GeneratorURL,
+		}
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return false, fmt.Errorf("alertmanager: encode alerts: %w", err)
+	}
+	retry, err := notify.PostJSON(ctx, n.client, notify.Request{
+		URL: n.endpoint, Header: n.header, Body: b, Secrets: n.secrets,
+	})
+	if err != nil {
+		return retry, fmt.Errorf("alertmanager: post %d alert(s): %w", len(alerts), err)
+	}
+	return false, nil
+}

@@ -1,0 +1,115 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// maxErrorBody bounds how much of an error answer goes into the error.
+const maxErrorBody = 256
+
+// NewHTTPClient returns the client of one destination: its own TLS
+// settings (nil: defaults), a timeout per request, keep-alive, and no
+// redirects, which would carry the Authorization header elsewhere.
+func NewHTTPClient(tlsConfig *tls.Config, timeout time.Duration) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = http.ProxyFromEnvironment
+	if tlsConfig != nil {
+		tr.TLSClientConfig = tlsConfig.Clone()
+	}
+	tr.MaxIdleConnsPerHost = 2
+	return &http.Client{
+		Transport: tr,
+		Timeout:   timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
+
+// Request is one POST of a JSON body to a destination.
+type Request struct {
+	URL    string
+	Header http.Header
+	Body   []byte
+	// Secrets are values that must not appear in an error, e.g. a password a
+	// misbehaving server echoes back.
+	Secrets []string
+}
+
+// PostJSON sends the request and classifies the answer: 2xx is success;
+// 429, 5xx and network errors are worth a retry; anything else (a 4xx
+// refusal, a redirect) is not. Errors never hold the URL, which may carry a
+// token in its path, nor a secret.
+func PostJSON(ctx context.Context, client *http.Client, r Request) (retry bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL, bytes.NewReader(r.Body))
+	if err != nil {
+		return false, fmt.Errorf("build request: %w", stripURL(err))
+	}
+	for k, vs := range r.Header {
+		req.Header[k] = vs
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return true, fmt.Errorf("send: %w", stripURL(err))
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	// Drain a little more so the connection can be reused.
+	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+	if resp.StatusCode/100 == 2 {
+		return false, nil
+	}
+	msg := fmt.Sprintf("HTTP %d", resp.StatusCode)
+	if text := redact(strings.TrimSpace(string(body)), r.Secrets); text != "" {
+		msg += ": " + text
+	}
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode/100 == 5:
+		return true, errors.New(msg)
+	default:
+		return false, errors.New(msg)
+	}
+}
+
+// stripURL drops the URL that url.Error repeats.
+func stripURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if ue.Timeout() {
+			return fmt.Errorf("timeout: %w", ue.Err)
+		}
+		return ue.Err
+	}
+	return err
+}
+
+func redact(s string, secrets []string) string {
+	for _, sec := range secrets {
+		if sec != "" {
+			s = strings.ReplaceAll(s, sec, "<secret>")
+		}
+	}
+	// Keep the error on one line in logs.
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// DestinationName names a destination for metrics and logs: its kind and
+// host, without credentials, path or query (a webhook URL may carry a
+// token in its path), e.g. "alertmanager/127.0.0.1:9093".
+func DestinationName(kind, rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" {
+		return kind + "/invalid-url"
+	}
+	return kind + "/" + strings.ToLower(u.Host)
+}

@@ -1,0 +1,497 @@
+package notify
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	prom "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Defaults of RouterOptions.
+const (
+	DefaultQueueCapacity = 10000
+	DefaultMaxBatch      = 64
+	DefaultMinBackoff    = 500 * time.Millisecond
+	DefaultMaxBackoff    = 15 * time.Second
+)
+
+// Values of the result label of tokenwatch_notifications_total, which
+// counts alerts (not requests).
+const (
+	// ResultSuccess: the destination accepted the alert.
+	ResultSuccess = "success"
+	// ResultFailure: an attempt to send the alert failed; it is retried
+	// unless the destination refused it for good, which also counts dropped.
+	ResultFailure = "failure"
+	// ResultDropped: the alert was given up for this destination: refused
+	// (4xx), pushed out of a full queue, or still queued at shutdown.
+	ResultDropped = "dropped"
+)
+
+// Message is one alert handed to the Router.
+type Message struct {
+	Alert Alert
+	// Resend marks a periodic repeat of a firing alert that a destination
+	// already accepted. Only destinations that want re-sends get it, and a
+	// full queue drops re-sends first.
+	Resend bool
+	// Accepted, when set, is called each time a destination accepted the
+	// alert, from that destination's delivery goroutine.
+	Accepted func(destination string)
+}
+
+// Destination is one place alerts go.
+type Destination struct {
+	// Name identifies the destination in metrics and logs and across
+	// reloads; it must hold no credential (see DestinationName).
+	Name     string
+	Notifier Notifier
+	// Resends says whether the destination wants the periodic re-sends of
+	// firing alerts: Alertmanager does (they keep an alert from expiring),
+	// a webhook does not (it would hear of every alert every minute).
+	Resends bool
+}
+
+// RouterOptions configure a Router. Zero values take the defaults.
+type RouterOptions struct {
+	// Registerer receives the delivery metrics; nil keeps them unregistered.
+	Registerer prom.Registerer
+	Logger     *slog.Logger
+	// QueueCapacity bounds each destination's queue; see Router.
+	QueueCapacity int
+	// MaxBatch is the most alerts sent in one request.
+	MaxBatch int
+	// MinBackoff and MaxBackoff bound the wait between retries, which
+	// doubles after each failed attempt.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// Router hands every alert to every destination, each through its own
+// bounded queue and delivery goroutine, so a destination that is down delays
+// only its own notifications and never blocks the caller.
+//
+// A destination's queue holds at most one message per alert and state: a
+// newer firing message replaces a queued one of the same alert (fingerprint),
+// and a resolve replaces a queued firing one; a firing message never replaces
+// a queued resolve but queues behind it. Failed attempts are retried with
+// exponential backoff when the destination is down or overloaded (network
+// errors, 429, 5xx) and dropped when it refused them (other 4xx).
+//
+// When a queue is full, room is made by dropping, in this order: the oldest
+// queued re-send of a firing alert; the new message itself if it is a
+// re-send; the oldest queued firing alert. A resolve is never dropped for
+// room: a queue of resolves only grows past its capacity (by at most one
+// message per alert), so a destination that comes back learns of every
+// resolve.
+type Router struct {
+	opts   RouterOptions
+	logger *slog.Logger
+	total  *prom.CounterVec
+	queued *prom.GaugeVec
+
+	mu      sync.Mutex
+	dests   map[string]*dispatcher
+	order   []string
+	stopped bool
+}
+
+// NewRouter returns a Router with no destinations; give it some with Update.
+func NewRouter(opts RouterOptions) *Router {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.QueueCapacity <= 0 {
+		opts.QueueCapacity = DefaultQueueCapacity
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = DefaultMaxBatch
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = DefaultMinBackoff
+	}
+	if opts.MaxBackoff < opts.MinBackoff {
+		opts.MaxBackoff = max(DefaultMaxBackoff, opts.MinBackoff)
+	}
+	reg := opts.Registerer
+	if reg == nil {
+		reg = prom.NewRegistry()
+	}
+	f := promauto.With(reg)
+	return &Router{
+		opts:   opts,
+		logger: opts.Logger,
+		total: f.NewCounterVec(prom.CounterOpts{
+			Name: "tokenwatch_notifications_total",
+			Help: "Alerts handed to a destination, by result: success (accepted), failure (an attempt failed), dropped (given up).",
+		}, []string{"destination", "result"}),
+		queued: f.NewGaugeVec(prom.GaugeOpts{
+			Name: "tokenwatch_notification_queue_length",
+			Help: "Alerts waiting to be sent to a destination.",
+		}, []string{"destination"}),
+		dests: map[string]*dispatcher{},
+	}
+}
+
+// Update makes dests the destinations. A destination whose name was there
+// before keeps its queue and takes the new notifier (new credentials, say);
+// a new one starts empty; one no longer named stops, and what it still had
+// queued is dropped. It returns the names of the new destinations.
+func (r *Router) Update(dests []Destination) (added []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		return nil
+	}
+	keep := map[string]bool{}
+	var order []string
+	for _, d := range dests {
+		if keep[d.Name] {
+			r.logger.Warn("two alert destinations have the same name; the second is ignored", "destination", d.Name)
+			continue
+		}
+		keep[d.Name] = true
+		order = append(order, d.Name)
+		if old, ok := r.dests[d.Name]; ok {
+			old.update(d)
+			continue
+		}
+		r.dests[d.Name] = r.newDispatcher(d)
+		added = append(added, d.Name)
+	}
+	for name, d := range r.dests {
+		if keep[name] {
+			continue
+		}
+		delete(r.dests, name)
+		d.cancel()
+		go func() {
+			<-d.done
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if _, back := r.dests[name]; !back {
+				for _, res := range []string{ResultSuccess, ResultFailure, ResultDropped} {
+					r.total.DeleteLabelValues(name, res)
+				}
+				r.queued.DeleteLabelValues(name)
+			}
+		}()
+	}
+	r.order = order
+	return added
+}
+
+// Destinations returns the destination names in configuration order.
+func (r *Router) Destinations() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.order)
+}
+
+// Send queues the messages for every destination. It never blocks on a
+// destination.
+func (r *Router) Send(msgs ...Message) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, name := range r.order {
+		r.dests[name].enqueue(msgs)
+	}
+}
+
+// SendTo queues the messages for the named destinations only, e.g. the
+// alerts already firing for a destination that was just added.
+func (r *Router) SendTo(names []string, msgs ...Message) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, name := range names {
+		if d, ok := r.dests[name]; ok {
+			d.enqueue(msgs)
+		}
+	}
+}
+
+// Stop delivers what is queued until ctx is done, then gives up the rest.
+func (r *Router) Stop(ctx context.Context) {
+	r.mu.Lock()
+	r.stopped = true
+	ds := make([]*dispatcher, 0, len(r.dests))
+	for _, d := range r.dests {
+		ds = append(ds, d)
+	}
+	r.mu.Unlock()
+	for _, d := range ds {
+		d.drain()
+	}
+	for _, d := range ds {
+		select {
+		case <-d.done:
+		case <-ctx.Done():
+			d.cancel()
+			<-d.done
+		}
+	}
+}
+
+func (r *Router) newDispatcher(dest Destination) *dispatcher {
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &dispatcher{
+		name:     dest.Name,
+		r:        r,
+		logger:   r.logger.With("destination", dest.Name),
+		ctx:      ctx,
+		cancel:   cancel,
+		wake:     make(chan struct{}, 1),
+		draining: make(chan struct{}),
+		done:     make(chan struct{}),
+		notifier: dest.Notifier,
+		resends:  dest.Resends,
+	}
+	for _, res := range []string{ResultSuccess, ResultFailure, ResultDropped} {
+		r.total.WithLabelValues(dest.Name, res)
+	}
+	r.queued.WithLabelValues(dest.Name).Set(0)
+	go d.run()
+	return d
+}
+
+// dispatcher is one destination's queue and delivery goroutine.
+type dispatcher struct {
+	name   string
+	r      *Router
+	logger *slog.Logger
+	// ctx ends attempts in flight when the destination is removed or the
+	// shutdown grace is over.
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wake      chan struct{}
+	draining  chan struct{}
+	drainOnce sync.Once
+	done      chan struct{}
+
+	mu       sync.Mutex
+	notifier Notifier
+	resends  bool
+	queue    []Message
+	// failing is true from a failed attempt to the next success, so that a
+	// destination that is down is logged once, not at every retry.
+	failing bool
+}
+
+func (d *dispatcher) update(dest Destination) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.notifier = dest.Notifier
+	d.resends = dest.Resends
+}
+
+func (d *dispatcher) drain() { d.drainOnce.Do(func() { close(d.draining) }) }
+
+func (d *dispatcher) count(result string, n int) {
+	if n > 0 {
+		d.r.total.WithLabelValues(d.name, result).Add(float64(n))
+	}
+}
+
+func (d *dispatcher) enqueue(msgs []Message) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, m := range msgs {
+		if m.Resend && !d.resends {
+			continue
+		}
+		if m.Alert.Fingerprint == "" {
+			m.Alert.Fingerprint = Fingerprint(m.Alert.Labels)
+		}
+		d.addLocked(m)
+	}
+	d.queuedChangedLocked()
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (d *dispatcher) addLocked(m Message) {
+	// The latest queued message of the same alert decides.
+	for i := len(d.queue) - 1; i >= 0; i-- {
+		q := d.queue[i]
+		if q.Alert.Fingerprint != m.Alert.Fingerprint {
+			continue
+		}
+		if q.Alert.Resolved() && !m.Alert.Resolved() {
+			break // a firing alert never overtakes a resolve: queue it behind
+		}
+		m.Resend = m.Resend && q.Resend
+		d.queue[i] = m
+		return
+	}
+	if len(d.queue) >= d.r.opts.QueueCapacity && !d.makeRoomLocked(m) {
+		d.count(ResultDropped, 1)
+		d.logger.Warn("alert queue full; dropped a firing alert re-send", "alertname", m.Alert.Name())
+		return
+	}
+	d.queue = append(d.queue, m)
+}
+
+// makeRoomLocked applies the drop policy (see Router) for the incoming
+// message m. It reports false when m itself is to be dropped.
+func (d *dispatcher) makeRoomLocked(m Message) bool {
+	drop := func(i int) bool {
+		d.count(ResultDropped, 1)
+		d.logger.Warn("alert queue full; dropped the oldest queued firing alert", "alertname", d.queue[i].Alert.Name())
+		d.queue = slices.Delete(d.queue, i, i+1)
+		return true
+	}
+	for i, q := range d.queue {
+		if q.Resend && !q.Alert.Resolved() {
+			return drop(i)
+		}
+	}
+	if m.Resend && !m.Alert.Resolved() {
+		return false
+	}
+	for i, q := range d.queue {
+		if !q.Alert.Resolved() {
+			return drop(i)
+		}
+	}
+	return m.Alert.Resolved()
+}
+
+func (d *dispatcher) queuedChangedLocked() {
+	d.r.queued.WithLabelValues(d.name).Set(float64(len(d.queue)))
+}
+
+// next waits for queued messages and takes a batch of them, at most one per
+// alert. It returns nil when the dispatcher is to stop.
+func (d *dispatcher) next() ([]Message, Notifier) {
+	for {
+		d.mu.Lock()
+		if d.ctx.Err() != nil {
+			d.count(ResultDropped, len(d.queue))
+			d.queue = nil
+			d.queuedChangedLocked()
+			d.mu.Unlock()
+			return nil, nil
+		}
+		if len(d.queue) > 0 {
+			seen := map[string]bool{}
+			n := 0
+			for n < len(d.queue) && n < d.r.opts.MaxBatch && !seen[d.queue[n].Alert.Fingerprint] {
+				seen[d.queue[n].Alert.Fingerprint] = true
+				n++
+			}
+			batch := slices.Clone(d.queue[:n])
+			d.queue = slices.Delete(d.queue, 0, n)
+			d.queuedChangedLocked()
+			n2 := d.notifier
+			d.mu.Unlock()
+			return batch, n2
+		}
+		d.mu.Unlock()
+		select {
+		case <-d.wake:
+		case <-d.ctx.Done():
+		case <-d.draining:
+			d.mu.Lock()
+			empty := len(d.queue) == 0
+			d.mu.Unlock()
+			if empty {
+				return nil, nil
+			}
+		}
+	}
+}
+
+func (d *dispatcher) run() {
+	defer close(d.done)
+	defer d.cancel()
+	backoff := d.r.opts.MinBackoff
+	for {
+		batch, notifier := d.next()
+		if batch == nil {
+			return
+		}
+		alerts := make([]Alert, len(batch))
+		for i, m := range batch {
+			alerts[i] = m.Alert
+		}
+		retry, err := notifier.Notify(d.ctx, alerts...)
+		if err == nil {
+			d.count(ResultSuccess, len(batch))
+			d.mu.Lock()
+			recovered := d.failing
+			d.failing = false
+			d.mu.Unlock()
+			if recovered {
+				d.logger.Info("alert destination accepts notifications again", "alerts", len(batch))
+			}
+			for _, m := range batch {
+				if m.Accepted != nil {
+					m.Accepted(d.name)
+				}
+			}
+			backoff = d.r.opts.MinBackoff
+			continue
+		}
+		d.count(ResultFailure, len(batch))
+		if !retry || d.ctx.Err() != nil {
+			d.count(ResultDropped, len(batch))
+			if d.ctx.Err() == nil {
+				d.logger.Error("alert destination refused the notification; not retried", "alerts", len(batch), "err", err)
+			}
+			continue
+		}
+		d.mu.Lock()
+		first := !d.failing
+		d.failing = true
+		d.requeueLocked(batch)
+		d.mu.Unlock()
+		if first {
+			d.logger.Warn("sending alerts failed; retrying with backoff", "alerts", len(batch), "err", err)
+		} else {
+			d.logger.Debug("sending alerts failed again", "alerts", len(batch), "err", err, "backoff", backoff)
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-d.ctx.Done():
+			t.Stop()
+		}
+		backoff = min(2*backoff, d.r.opts.MaxBackoff)
+	}
+}
+
+// requeueLocked puts a failed batch back at the front, minus the messages
+// that newer ones of the same alert superseded meanwhile.
+func (d *dispatcher) requeueLocked(batch []Message) {
+	var keep []Message
+	for _, m := range batch {
+		superseded := false
+		for _, q := range d.queue {
+			if q.Alert.Fingerprint == m.Alert.Fingerprint && (!m.Alert.Resolved() || q.Alert.Resolved()) {
+				superseded = true
+				break
+			}
+		}
+		if !superseded {
+			keep = append(keep, m)
+		}
+	}
+	d.queue = append(keep, d.queue...)
+	for len(d.queue) > d.r.opts.QueueCapacity {
+		i := slices.IndexFunc(d.queue, func(q Message) bool { return q.Resend && !q.Alert.Resolved() })
+		if i < 0 {
+			i = slices.IndexFunc(d.queue, func(q Message) bool { return !q.Alert.Resolved() })
+		}
+		if i < 0 {
+			break
+		}
+		d.count(ResultDropped, 1)
+		d.queue = slices.Delete(d.queue, i, i+1)
+	}
+	d.queuedChangedLocked()
+}

@@ -1,0 +1,207 @@
+// Package webhook posts alerts to any HTTP endpoint in the shape of
+// Alertmanager's webhook payload (version "4"), so that a receiver written
+// for Alertmanager accepts them unchanged. With a secret, each request is
+// signed: X-Tokenwatch-Signature: sha256=<hex HMAC-SHA256 of the body>.
+package webhook
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/prometheus/common/model"
+
+	"github.com/tokenwatch/tokenwatch/checks"
+	"github.com/tokenwatch/tokenwatch/exporters/notify"
+)
+
+// SignatureHeader carries the HMAC-SHA256 of the body, as "sha256=<hex>".
+const SignatureHeader = "X-Tokenwatch-Signature"
+
+// PayloadVersion is the version of Alertmanager's webhook payload this follows.
+const PayloadVersion = "4"
+
+// groupBy are the labels a payload is grouped by, as an Alertmanager route
+// with group_by: [alertname, org] would.
+var groupBy = []string{"alertname", "org"}
+
+// Options configure a Notifier.
+type Options struct {
+	URL string
+	// Secret keys the signature header; no header when empty.
+	Secret checks.Secret
+	// SendResolved sends resolved alerts too; otherwise they are left out.
+	SendResolved bool
+	// Receiver names the receiver in the payload; "tokenwatch" when empty.
+	Receiver string
+	// ExternalURL is where people can see the alerts (the tokenwatch status page).
+	ExternalURL string
+	// TLS is the client TLS configuration; nil means the system defaults.
+	TLS *tls.Config
+	// Timeout bounds one request; 10s when zero.
+	Timeout   time.Duration
+	UserAgent string
+}
+
+// Payload is the request body: Alertmanager's webhook payload.
+type Payload struct {
+	Version           string            `json:"version"`
+	GroupKey          string            `json:"groupKey"`
+	TruncatedAlerts   int               `json:"truncatedAlerts"`
+	Status            string            `json:"status"`
+	Receiver          string            `json:"receiver"`
+	GroupLabels       map[string]string `json:"groupLabels"`
+	CommonLabels      map[string]string `json:"commonLabels"`
+	CommonAnnotations map[string]string `json:"commonAnnotations"`
+	ExternalURL       string            `json:"externalURL"`
+	Alerts            []notify.Alert    `json:"alerts"`
+}
+
+// Notifier posts alerts to one webhook.
+type Notifier struct {
+	url          string
+	secret       []byte
+	sendResolved bool
+	receiver     string
+	externalURL  string
+	header       http.Header
+	client       *http.Client
+}
+
+var _ notify.Notifier = (*Notifier)(nil)
+
+// New returns a Notifier for the webhook at o.URL.
+func New(o Options) (*Notifier, error) {
+	u, err := url.Parse(o.URL)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, errors.New("webhook: the URL must be an absolute http(s) URL")
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	if o.Receiver == "" {
+		o.Receiver = "tokenwatch"
+	}
+	n := &Notifier{
+		url:          o.URL,
+		sendResolved: o.SendResolved,
+		receiver:     o.Receiver,
+		externalURL:  o.ExternalURL,
+		header:       http.Header{},
+		client:       notify.NewHTTPClient(o.TLS, o.Timeout),
+	}
+	if o.Secret != "" {
+		n.secret = []byte(o.Secret.Reveal())
+	}
+	if o.UserAgent != "" {
+		n.header.Set("User-Agent", o.UserAgent)
+	}
+	return n, nil
+}
+
+// Notify posts the alerts in one payload, leaving resolved ones out unless
+// SendResolved is set.
+func (n *Notifier) Notify(ctx context.Context, alerts ...notify.Alert) (bool, error) {
+	p := n.payload(alerts)
+	if len(p.Alerts) == 0 {
+		return false, nil
+	}
+	body, err := json.Marshal(p)
+	if err != nil {
+		return false, fmt.Errorf("webhook: encode payload: %w", err)
+	}
+	header := n.header.Clone()
+	if n.secret != nil {
+		header.Set(SignatureHeader, Sign(n.secret, body))
+	}
+	retry, err := notify.PostJSON(ctx, n.client, notify.Request{URL: n.url, Header: header, Body: body})
+	if err != nil {
+		return retry, fmt.Errorf("webhook: post %d alert(s): %w", len(p.Alerts), err)
+	}
+	return false, nil
+}
+
+// Sign returns the signature header value of body: "sha256=" and the hex
+// HMAC-SHA256 of the body keyed by key.
+func Sign(key, body []byte) string {
+	m := hmac.New(sha256.New, key)
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// Verify reports whether header is the signature of body under key, in
+// constant time: what a receiver does.
+func Verify(key, body []byte, header string) bool {
+	return hmac.Equal([]byte(header), []byte(Sign(key, body)))
+}
+
+func (n *Notifier) payload(alerts []notify.Alert) Payload {
+	p := Payload{
+		Version:     PayloadVersion,
+		Status:      notify.StatusResolved,
+		Receiver:    n.receiver,
+		ExternalURL: n.externalURL,
+		Alerts:      make([]notify.Alert, 0, len(alerts)),
+	}
+	for _, a := range alerts {
+		if a.Resolved() && !n.sendResolved {
+			continue
+		}
+		a = a.Clone()
+		if a.Fingerprint == "" {
+			a.Fingerprint = notify.Fingerprint(a.Labels)
+		}
+		if !a.Resolved() {
+			// Alertmanager's webhook shows firing alerts without an end.
+			a.EndsAt = time.Time{}
+			p.Status = notify.StatusFiring
+		}
+		p.Alerts = append(p.Alerts, a)
+	}
+	var labels, annotations []map[string]string
+	for _, a := range p.Alerts {
+		labels = append(labels, a.Labels)
+		annotations = append(annotations, a.Annotations)
+	}
+	p.CommonLabels = common(labels)
+	p.CommonAnnotations = common(annotations)
+	p.GroupLabels = map[string]string{}
+	for _, l := range groupBy {
+		if v, ok := p.CommonLabels[l]; ok {
+			p.GroupLabels[l] = v
+		}
+	}
+	ls := model.LabelSet{}
+	for k, v := range p.GroupLabels {
+		ls[model.LabelName(k)] = model.LabelValue(v)
+	}
+	p.GroupKey = "{}/tokenwatch:" + ls.String()
+	return p
+}
+
+// common returns the pairs every map has.
+func common(ms []map[string]string) map[string]string {
+	out := map[string]string{}
+	if len(ms) == 0 {
+		return out
+	}
+	for k, v := range ms[0] {
+		out[k] = v
+	}
+	for _, m := range ms[1:] {
+		for k, v := range out {
+			if mv, ok := m[k]; !ok || mv != v {
+				delete(out, k)
+			}
+		}
+	}
+	return out
+}
