@@ -40,7 +40,7 @@ type Options struct {
 	// Shard and Shards select the orgs whose name hashes to this replica (Shards 0 or 1: all).
 	Shard, Shards int
 	// NewChecker builds an org's checker; tests replace it.
-	NewChecker func(checks.Target) *checks.Checker
+	NewChecker func(checks.Target, ...checks.Option) *checks.Checker
 	// RunOnStart runs each new org's check once right after it is added.
 	RunOnStart bool
 	// Instruments, when set, is told when checks start and finish.
@@ -84,6 +84,9 @@ type orgJob struct {
 	checker *checks.Checker
 	entry   cron.EntryID
 	timeout time.Duration
+	// tls fingerprints the contents of the org's TLS files, so a renewed
+	// certificate at the same path counts as a change on reload.
+	tls string
 
 	mu   sync.Mutex
 	last *checks.Result
@@ -98,7 +101,7 @@ func New(opts Options) *Agent {
 		opts.Clock = time.Now
 	}
 	if opts.NewChecker == nil {
-		opts.NewChecker = func(t checks.Target) *checks.Checker { return checks.NewChecker(t) }
+		opts.NewChecker = checks.NewChecker
 	}
 	l := cronLogger{opts.Logger}
 	a := &Agent{
@@ -156,12 +159,26 @@ func (a *Agent) Stop(ctx context.Context) {
 		jobs = append(jobs, j)
 	}
 	a.mu.Unlock()
+	// Revoke kept tokens with a fresh, short deadline (the grace period may be
+	// spent) and no more at once than checks may run.
+	revokeCtx, cancel := context.WithTimeout(context.Background(), revokeGrace)
+	defer cancel()
+	a.mu.Lock()
+	slots := make(chan struct{}, cap(a.sem))
+	a.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, j := range jobs {
-		wg.Go(func() { j.checker.Close(ctx) })
+		wg.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			j.checker.Close(revokeCtx)
+		})
 	}
 	wg.Wait()
 }
+
+// revokeGrace bounds revoking the kept tokens at shutdown.
+const revokeGrace = 10 * time.Second
 
 // inShard reports whether this replica owns the org.
 func (a *Agent) inShard(name string) bool {
@@ -181,6 +198,7 @@ func (a *Agent) Apply(cfg *configs.Config) error {
 		org    configs.Org
 		target checks.Target
 		sched  cron.Schedule
+		tls    string
 	}
 	var plan []planned
 	var errs []error
@@ -198,7 +216,7 @@ func (a *Agent) Apply(cfg *configs.Config) error {
 			errs = append(errs, fmt.Errorf("org %s: %w", o.Name, err))
 			continue
 		}
-		plan = append(plan, planned{org: o, target: t, sched: s})
+		plan = append(plan, planned{org: o, target: t, sched: s, tls: tlsFingerprint(o.TLS)})
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
@@ -219,13 +237,19 @@ func (a *Agent) Apply(cfg *configs.Config) error {
 	}
 	for _, p := range plan {
 		keep[p.org.Name] = true
+		var opts []checks.Option
 		if old, ok := a.orgs[p.org.Name]; ok {
-			if sameOrg(old.org, p.org) {
+			if sameOrg(old.org, p.org) && old.tls == p.tls {
 				continue
+			}
+			if sameRefreshChain(old.org, p.org) {
+				// Rotation retired the configured refresh token; carry the live one over.
+				opts = append(opts, checks.WithRefreshToken(old.checker.RefreshToken()))
 			}
 			a.removeLocked(old)
 		}
-		j := &orgJob{agent: a, org: p.org, info: p.target.Info(), checker: a.opts.NewChecker(p.target), timeout: checkDeadline(p.target)}
+		j := &orgJob{agent: a, org: p.org, info: p.target.Info(), checker: a.opts.NewChecker(p.target, opts...),
+			timeout: checkDeadline(p.target), tls: p.tls}
 		j.entry = a.cron.Schedule(p.sched, j)
 		a.orgs[p.org.Name] = j
 		added = append(added, j)
@@ -319,9 +343,13 @@ func (j *orgJob) run(ctx context.Context) (*checks.Result, error) {
 		defer in.CheckFinished()
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, j.timeout)
+	checkCtx, cancel := context.WithTimeout(ctx, j.timeout)
 	defer cancel()
-	res := j.checker.Check(ctx)
+	res := j.checker.Check(checkCtx)
+	if errors.Is(ctx.Err(), context.Canceled) {
+		// The caller (a /probe client) went away: the result says nothing about the org.
+		return nil, ctx.Err()
+	}
 	j.publish(res)
 	return res, nil
 }

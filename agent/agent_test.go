@@ -2,9 +2,17 @@ package agent
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -321,4 +329,103 @@ func TestSpreadSchedule(t *testing.T) {
 	if _, err := spreadSchedule("61 * * * *", "x"); err == nil {
 		t.Fatal("a bad spec was accepted")
 	}
+}
+
+func TestReloadCarriesTheRotatedRefreshToken(t *testing.T) {
+	sim := newSimulated(t)
+	sim.org.AddApp(orgsim.App{ClientID: "rt", ClientSecret: "secret-rt", RefreshTokenRotation: true})
+	rt, err := sim.org.IssueRefreshToken("rt", "u@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := func(team string) *configs.Config {
+		y := fmt.Sprintf("orgs:\n  - name: rt\n    url: %s\n    client: {id: rt, secret: secret-rt}\n    grant: {type: refresh_token, refresh_token: %q}\n    labels: {team: %s}\n", sim.srv.URL, rt, team)
+		c, err := configs.Parse([]byte(y), t.TempDir(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	ag := New(Options{})
+	if err := ag.Apply(cfg("a")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if _, res, err := ag.ProbeOrg(context.Background(), "rt"); err != nil || res.Outcome != checks.OutcomeOK {
+			t.Fatalf("check %d before the reload: %v %v", i, err, res)
+		}
+	}
+	// A label change rebuilds the org's checker; the configured token was rotated out long ago.
+	if err := ag.Apply(cfg("b")); err != nil {
+		t.Fatal(err)
+	}
+	if _, res, err := ag.ProbeOrg(context.Background(), "rt"); err != nil || res.Outcome != checks.OutcomeOK {
+		t.Fatalf("after the reload: %v %s %s", err, res.Outcome, res.Explanation)
+	}
+}
+
+func TestCancelledProbeIsNotPublished(t *testing.T) {
+	sim := newSimulated(t, "a")
+	sim.org.SetFault(orgsim.EndpointToken, orgsim.Fault{Latency: 300 * time.Millisecond})
+	rec := newRecorder()
+	ag := New(Options{Observers: []Observer{rec}})
+	if err := ag.Apply(sim.config(t, "", "a")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	if _, _, err := ag.ProbeOrg(ctx, "a"); err == nil {
+		t.Fatal("a cancelled probe reported a result")
+	}
+	if rec.count("a") != 0 || ag.Last()["a"] != nil {
+		t.Fatalf("a cancelled probe was published as the org's state: %v", rec.results["a"])
+	}
+}
+
+func TestRenewedTLSFilesCountAsAChange(t *testing.T) {
+	sim := newSimulated(t, "a")
+	dir := t.TempDir()
+	ca := dir + "/ca.pem"
+	write := func(c *x509.Certificate) {
+		if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(selfSigned(t))
+	ag := New(Options{})
+	apply := func() *orgJob {
+		if err := ag.Apply(sim.config(t, "", "a|    tls: {ca_file: "+ca+"}")); err != nil {
+			t.Fatal(err)
+		}
+		return ag.orgs["a"]
+	}
+	first := apply()
+	if again := apply(); again != first {
+		t.Fatal("an unchanged reload rebuilt the org")
+	}
+	write(selfSigned(t))
+	if renewed := apply(); renewed == first {
+		t.Fatal("a CA file renewed at the same path was ignored on reload")
+	}
+}
+
+// selfSigned makes a new self-signed CA certificate.
+func selfSigned(t *testing.T) *x509.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -2,8 +2,11 @@ package agent
 
 import (
 	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"maps"
+	"os"
 	"reflect"
 
 	"github.com/tokenwatch/tokenwatch/checks"
@@ -93,6 +96,33 @@ func sameOrg(a, b configs.Org) bool {
 		a.Introspection.Client, b.Introspection.Client = nil, nil
 	}
 	return reflect.DeepEqual(a, b)
+}
+
+// sameRefreshChain reports whether a changed org still uses the same refresh
+// token chain: same grant, client and configured refresh token.
+func sameRefreshChain(a, b configs.Org) bool {
+	return a.Grant.Type == checks.GrantRefreshToken && b.Grant.Type == checks.GrantRefreshToken &&
+		a.Client.ID == b.Client.ID && a.Grant.RefreshToken == b.Grant.RefreshToken &&
+		a.URL == b.URL && a.TokenURL == b.TokenURL && a.DiscoveryURL == b.DiscoveryURL
+}
+
+// tlsFingerprint digests the contents of the org's TLS files; an unreadable
+// file digests as its error, which differs from any content.
+func tlsFingerprint(t configs.TLS) string {
+	h := sha256.New()
+	for _, f := range []string{t.CAFile, t.CertFile, t.KeyFile} {
+		if f == "" {
+			h.Write([]byte{0})
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			b = []byte(err.Error())
+		}
+		fmt.Fprintf(h, "%d:", len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func sameKey(a, b crypto.Signer) bool {
