@@ -6,7 +6,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -118,6 +117,3 @@ func parseShard(s string) (int, int, error) {
 	}
 	return shard, shards, nil
 }
-
-// discardLogger is for commands whose output is their report.
-func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
