@@ -125,6 +125,10 @@ type run struct {
 	res     *Result
 	secrets []string
 	ep      Endpoints
+	// keptEnded is set when a kept token reached the end of its life in this
+	// check (token_mode reuse); keptExpiry is its exp, zero when unknown.
+	keptEnded  bool
+	keptExpiry time.Time
 }
 
 func (r *run) add(sr StepResult) *StepResult {
@@ -177,11 +181,22 @@ func (c *Checker) check(ctx context.Context, r *run) {
 	r.ep = ep
 
 	if c.target.TokenMode == TokenModeReuse && c.kept != nil {
-		if c.checkKept(ctx, r) {
+		if exp := c.kept.facts.Expiry; !exp.IsZero() && !c.now().Before(exp) {
+			// Past its exp the kept token has ended as issued: asking the server
+			// about it tells nothing new and would race its expiry. Replace it.
+			r.keptEnded, r.keptExpiry, c.kept = true, exp, nil
+		} else if c.checkKept(ctx, r) {
 			return
 		}
 	}
 	c.checkFresh(ctx, r)
+	if r.keptEnded {
+		ended := "The kept token stopped working and its exp was never known, so that counts as its normal end"
+		if !r.keptExpiry.IsZero() {
+			ended = "The kept token ended at its exp (" + r.keptExpiry.Format(time.RFC3339) + "), as tokens do"
+		}
+		r.res.Explanation = ended + "; a new one was requested. " + r.res.Explanation
+	}
 }
 
 // checkKept checks the kept token. It reports false when the token died of
@@ -196,7 +211,10 @@ func (c *Checker) checkKept(ctx context.Context, r *run) bool {
 		Detail: "reusing the token kept since " + k.facts.IssuedAt.Format(time.RFC3339) + " (token_mode reuse)"})
 	in := c.introspect(ctx, r, k.access)
 	pr := c.probe(ctx, r, k.access)
-	if tokenDead(in, pr) {
+	// A refusal once exp has passed is the token expiring during this check,
+	// even if introspection, a moment earlier, still said active.
+	expired := !k.facts.Expiry.IsZero() && !c.now().Before(k.facts.Expiry)
+	if tokenDead(in, pr) || (expired && pr.witness == witnessRefused) {
 		c.kept = nil
 		if !k.facts.Expiry.IsZero() && c.now().Before(k.facts.Expiry.Add(-30*time.Second)) {
 			c.conclude(r, OutcomeTokenInvalidatedEarly, fmt.Sprintf(
@@ -207,6 +225,7 @@ func (c *Checker) checkKept(ctx context.Context, r *run) bool {
 		// Died of old age: start over with a new token and show that check.
 		r.res.Steps = nil
 		r.res.Token = TokenFacts{Signature: SignatureNotChecked}
+		r.keptEnded, r.keptExpiry = true, k.facts.Expiry
 		return false
 	}
 	if in != nil && in.active {
