@@ -22,6 +22,7 @@ import (
 	"github.com/tokenwatch/tokenwatch/configs"
 	"github.com/tokenwatch/tokenwatch/exporters/notify"
 	"github.com/tokenwatch/tokenwatch/exporters/webhook"
+	"github.com/tokenwatch/tokenwatch/internal/e2etest"
 )
 
 // hookReceiver is a webhook that keeps every alert it is sent.
@@ -70,9 +71,9 @@ func TestDemoAlertsAtWebhook(t *testing.T) {
 	hook := &hookReceiver{}
 	srv := httptest.NewServer(hook)
 	defer srv.Close()
-	addr := freePort(t)
-	logs := &syncBuffer{}
-	cmd := exec.Command(tokenwatchBinary(t), "demo", "--web.listen-address="+addr,
+	addr := e2etest.FreeAddr(t)
+	logs := &e2etest.Buffer{}
+	cmd := exec.Command(e2etest.Tokenwatch(t), "demo", "--web.listen-address="+addr,
 		"--demo.webhook-url="+srv.URL+"/alerts", "--demo.flip-interval=3s", "--demo.schedule=@every 1s")
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
@@ -84,12 +85,12 @@ func TestDemoAlertsAtWebhook(t *testing.T) {
 	}()
 	start := time.Now()
 	var fired receivedAlert
-	waitUntil(t, "the flaky org's firing alert at the webhook", func() bool {
+	e2etest.WaitFor(t, 20*time.Second, "the flaky org's firing alert at the webhook", func() bool {
 		var ok bool
 		fired, ok = hook.first("flaky-introspection", "TokenIntrospectionInactive", "firing", start)
 		return ok
 	})
-	waitUntil(t, "the flaky org's resolve at the webhook", func() bool {
+	e2etest.WaitFor(t, 20*time.Second, "the flaky org's resolve at the webhook", func() bool {
 		_, ok := hook.first("flaky-introspection", "TokenIntrospectionInactive", "resolved", fired.at)
 		return ok
 	})
@@ -159,7 +160,7 @@ alerting:
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs e2etest.Buffer
 	reg := prom.NewPedanticRegistry()
 	router := notify.NewRouter(notify.RouterOptions{Registerer: reg, MinBackoff: time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
@@ -176,7 +177,7 @@ alerting:
 	router.Send(notify.Message{Alert: notify.Alert{Status: notify.StatusFiring,
 		Labels:      map[string]string{"alertname": "TokenAcquisitionFailed", "org": "acme"},
 		Annotations: map[string]string{"fix": "Check client.secret"}}})
-	waitUntil(t, "failures, a refusal and a success", func() bool {
+	e2etest.WaitFor(t, 20*time.Second, "failures, a refusal and a success", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(seen) >= 5

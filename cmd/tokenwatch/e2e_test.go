@@ -10,19 +10,18 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/tokenwatch/tokenwatch/internal/e2etest"
 	"github.com/tokenwatch/tokenwatch/internal/orgsim"
 )
 
@@ -33,33 +32,6 @@ const (
 	canarySecToken     = "CANARYsecTOKEN7x6w"
 	canaryIntroSecret  = "CANARYintroSECRET5v4u"
 )
-
-var binary struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// tokenwatchBinary builds the command once per test run.
-func tokenwatchBinary(t *testing.T) string {
-	t.Helper()
-	binary.once.Do(func() {
-		dir, err := os.MkdirTemp("", "tokenwatch-e2e-")
-		if err != nil {
-			binary.err = err
-			return
-		}
-		binary.path = filepath.Join(dir, "tokenwatch")
-		out, err := exec.Command("go", "build", "-o", binary.path, ".").CombinedOutput()
-		if err != nil {
-			binary.err = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binary.err != nil {
-		t.Fatal(binary.err)
-	}
-	return binary.path
-}
 
 // fixture is a simulated org plus a config file that points at it.
 type fixture struct {
@@ -157,44 +129,17 @@ func (f *fixture) assertNoSecrets(t *testing.T, where, text string) {
 	}
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // daemon is a running `tokenwatch run`.
 type daemon struct {
 	cmd  *exec.Cmd
 	addr string
-	logs *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs *e2etest.Buffer
 }
 
 func startDaemon(t *testing.T, f *fixture) *daemon {
 	t.Helper()
-	d := &daemon{addr: freePort(t), logs: &syncBuffer{}}
-	d.cmd = exec.Command(tokenwatchBinary(t), "--config.file="+f.config, "--web.listen-address="+d.addr, "--log.level=debug")
+	d := &daemon{addr: e2etest.FreeAddr(t), logs: &e2etest.Buffer{}}
+	d.cmd = exec.Command(e2etest.Tokenwatch(t), "--config.file="+f.config, "--web.listen-address="+d.addr, "--log.level=debug")
 	d.cmd.Env = f.env()
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
 	if err := d.cmd.Start(); err != nil {
@@ -206,7 +151,7 @@ func startDaemon(t *testing.T, f *fixture) *daemon {
 			_ = d.cmd.Wait()
 		}
 	})
-	waitUntil(t, "the daemon to be ready", func() bool {
+	e2etest.WaitFor(t, 20*time.Second, "the daemon to be ready", func() bool {
 		resp, err := http.Get("http://" + d.addr + "/-/ready")
 		if err != nil {
 			return false
@@ -244,23 +189,12 @@ func (d *daemon) stop(t *testing.T) {
 	}
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func TestDaemonEndToEnd(t *testing.T) {
 	f := newFixture(t)
 	d := startDaemon(t, f)
 
 	var metrics string
-	waitUntil(t, "every org to be checked twice", func() bool {
+	e2etest.WaitFor(t, 20*time.Second, "every org to be checked twice", func() bool {
 		_, metrics = d.get(t, "/metrics")
 		for _, series := range []string{
 			`{org="seed-case",outcome="introspection_not_permitted"}`, `{org="healthy-cc",outcome="ok"}`,
@@ -354,7 +288,7 @@ func TestDaemonEndToEnd(t *testing.T) {
 	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the reloaded config to take effect", func() bool {
+	e2etest.WaitFor(t, 20*time.Second, "the reloaded config to take effect", func() bool {
 		_, metrics = d.get(t, "/metrics")
 		return strings.Contains(metrics, `tokenwatch_check_success{org="added-later"} 1`) &&
 			strings.Contains(metrics, `tokenwatch_check_success{org="renamed-jwt"} 1`) &&
@@ -395,7 +329,7 @@ func runCommand(t *testing.T, f *fixture, args ...string) (int, string, string) 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, tokenwatchBinary(t), args...)
+	cmd := exec.CommandContext(ctx, e2etest.Tokenwatch(t), args...)
 	cmd.Env = f.env()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -516,9 +450,9 @@ func sample(metrics, series string) (float64, bool) {
 // TestDemo runs `tokenwatch demo` as a newcomer would and reads its metrics:
 // the seed case next to healthy orgs of every grant.
 func TestDemo(t *testing.T) {
-	addr := freePort(t)
-	logs := &syncBuffer{}
-	cmd := exec.Command(tokenwatchBinary(t), "demo", "--web.listen-address="+addr)
+	addr := e2etest.FreeAddr(t)
+	logs := &e2etest.Buffer{}
+	cmd := exec.Command(e2etest.Tokenwatch(t), "demo", "--web.listen-address="+addr)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -529,7 +463,7 @@ func TestDemo(t *testing.T) {
 	}()
 	d := &daemon{addr: addr}
 	var metrics string
-	waitUntil(t, "the demo's first checks", func() bool {
+	e2etest.WaitFor(t, 20*time.Second, "the demo's first checks", func() bool {
 		resp, err := http.Get("http://" + addr + "/metrics")
 		if err != nil {
 			return false
@@ -571,8 +505,8 @@ func TestWebConfigBasicAuth(t *testing.T) {
 	if err := os.WriteFile(webConfig, []byte("basic_auth_users:\n  prometheus: "+string(hash)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freePort(t)
-	cmd := exec.Command(tokenwatchBinary(t), "--config.file="+f.config, "--web.listen-address="+addr, "--web.config.file="+webConfig)
+	addr := e2etest.FreeAddr(t)
+	cmd := exec.Command(e2etest.Tokenwatch(t), "--config.file="+f.config, "--web.listen-address="+addr, "--web.config.file="+webConfig)
 	cmd.Env = f.env()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -593,7 +527,7 @@ func TestWebConfigBasicAuth(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	waitUntil(t, "the daemon to listen", func() bool { return get("/-/healthy", "prometheus", "scrape-password") == 200 })
+	e2etest.WaitFor(t, 20*time.Second, "the daemon to listen", func() bool { return get("/-/healthy", "prometheus", "scrape-password") == 200 })
 	for _, path := range []string{"/metrics", "/api/v1/orgs", "/", "/probe?org=healthy-cc"} {
 		if code := get(path, "", ""); code != http.StatusUnauthorized {
 			t.Errorf("%s without credentials answered %d, want 401", path, code)

@@ -5,12 +5,9 @@
 package alerting
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -25,6 +22,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/tokenwatch/tokenwatch/exporters/webhook"
+	"github.com/tokenwatch/tokenwatch/internal/e2etest"
 	"github.com/tokenwatch/tokenwatch/internal/orgsim"
 )
 
@@ -39,8 +37,8 @@ const (
 )
 
 func TestAlertsThroughAlertmanager(t *testing.T) {
-	amBin := requireBinary(t, "prometheus-alertmanager")
-	twBin := buildTokenwatch(t)
+	amBin := e2etest.Tool(t, "prometheus-alertmanager", "prometheus-alertmanager")
+	twBin := e2etest.Tokenwatch(t)
 	dir := t.TempDir()
 
 	// The simulated org: a password-grant connection whose app may introspect
@@ -60,7 +58,7 @@ func TestAlertsThroughAlertmanager(t *testing.T) {
 	directHook := httptest.NewServer(direct)
 	defer directHook.Close()
 
-	am := &alertmanager{bin: amBin, dir: dir, addr: freePort(t), hook: amHook.URL + "/am"}
+	am := &alertmanager{bin: amBin, dir: dir, addr: e2etest.FreeAddr(t), hook: amHook.URL + "/am"}
 	am.writeConfig(t)
 	am.start(t)
 	defer am.stop(t)
@@ -92,7 +90,7 @@ alerting:
 `, org, sim.URL(), canaryClientSecret, am.addr, directHook.URL))
 
 	tw := &process{name: "tokenwatch"}
-	twAddr := freePort(t)
+	twAddr := e2etest.FreeAddr(t)
 	tw.start(t, twBin, "--config.file="+config, "--web.listen-address="+twAddr, "--log.level=debug")
 	defer tw.stop(t)
 	metrics := func() string {
@@ -104,7 +102,7 @@ alerting:
 		b, _ := io.ReadAll(resp.Body)
 		return string(b)
 	}
-	waitFor(t, 20*time.Second, "the org's first healthy check", func() bool {
+	e2etest.WaitFor(t, 20*time.Second, "the org's first healthy check", func() bool {
 		return strings.Contains(metrics(), `tokenwatch_check_success{org="`+org+`"} 1`)
 	})
 
@@ -151,7 +149,7 @@ alerting:
 	changed = time.Now()
 	sim.SetIntrospectAll("monitor-app", false)
 	direct.wait(t, "firing", changed)
-	waitFor(t, 20*time.Second, "tokenwatch to fail sending to the stopped Alertmanager", func() bool {
+	e2etest.WaitFor(t, 20*time.Second, "tokenwatch to fail sending to the stopped Alertmanager", func() bool {
 		return sample(metrics(), `tokenwatch_notifications_total{destination="`+amName+`",result="failure"}`) > failuresBefore
 	})
 	time.Sleep(2 * time.Second) // down a while longer: several retries fail
@@ -244,7 +242,7 @@ func (rv *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (rv *receiver) wait(t *testing.T, status string, since time.Time) received {
 	t.Helper()
 	var found received
-	waitFor(t, 30*time.Second, status+" at "+rv.name, func() bool {
+	e2etest.WaitFor(t, 30*time.Second, status+" at "+rv.name, func() bool {
 		rv.mu.Lock()
 		defer rv.mu.Unlock()
 		for _, g := range rv.got {
@@ -301,7 +299,7 @@ func (am *alertmanager) start(t *testing.T) {
 		"--storage.path="+filepath.Join(am.dir, "am-data"),
 		"--web.listen-address="+am.addr,
 		"--cluster.listen-address=")
-	waitFor(t, 20*time.Second, "Alertmanager to be ready", func() bool {
+	e2etest.WaitFor(t, 20*time.Second, "Alertmanager to be ready", func() bool {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+am.addr+"/-/ready", nil)
 		req.SetBasicAuth("tokenwatch", canaryAMPassword)
 		resp, err := http.DefaultClient.Do(req)
@@ -323,7 +321,7 @@ func (am *alertmanager) stop(t *testing.T) {
 type process struct {
 	name string
 	cmd  *exec.Cmd
-	logs syncBuffer
+	logs e2etest.Buffer
 	done chan struct{}
 }
 
@@ -361,74 +359,10 @@ func (p *process) stop(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// requireBinary finds a peer's binary; without it the test skips, except
-// under CI=true, where the test set-up must have installed it.
-func requireBinary(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is missing; scripts/test.sh installs Debian's %s package", name, name)
-		}
-		t.Skipf("%s not installed (apt-get install %s): skipping", name, name)
-	}
-	return p
-}
-
-func buildTokenwatch(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "tokenwatch")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/tokenwatch/tokenwatch/cmd/tokenwatch").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func write(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

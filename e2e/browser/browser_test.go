@@ -13,18 +13,18 @@ import (
 	"encoding/json"
 	"image"
 	"image/png"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/net/html"
+
+	"github.com/tokenwatch/tokenwatch/internal/e2etest"
 )
 
 const (
@@ -41,53 +41,14 @@ var chromiumFlags = []string{
 	"--disable-component-update", "--disable-sync", "--no-first-run",
 }
 
-func needChromium(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("chromium")
-	if err == nil {
-		return path
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium is missing; the test set-up installs Debian's chromium package")
-	}
-	t.Skip("chromium is not installed (apt-get install chromium)")
-	return ""
-}
-
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startDemo builds tokenwatch, runs `tokenwatch demo` and waits until every
 // simulated org has been checked once. It returns the page's URL.
 func startDemo(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "tokenwatch")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/tokenwatch/tokenwatch/cmd/tokenwatch").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	bin := e2etest.Tokenwatch(t)
+	addr := e2etest.FreeAddr(t)
 
-	logs := &logBuffer{}
+	logs := &e2etest.Buffer{}
 	cmd := exec.Command(bin, "demo", "--web.listen-address="+addr)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
@@ -220,7 +181,7 @@ func orgOrder(n *html.Node) []string {
 }
 
 func TestStatusPageInChromium(t *testing.T) {
-	bin := needChromium(t)
+	bin := e2etest.Tool(t, "chromium", "chromium")
 	url := startDemo(t)
 
 	t.Run("the rendered page shows the seed case failing, first, with its fix", func(t *testing.T) {

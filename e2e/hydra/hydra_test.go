@@ -14,12 +14,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/tokenwatch/tokenwatch/internal/e2etest"
 )
 
 // hydraVersion is the release scripts/build-hydra.sh builds.
@@ -54,7 +55,7 @@ type hydraServer struct {
 	public string // http://127.0.0.1:port, the OAuth endpoints
 	admin  string // http://127.0.0.1:port, the admin API and introspection
 	cmd    *exec.Cmd
-	logs   *syncBuffer
+	logs   *e2etest.Buffer
 	exited chan struct{}
 	http   *http.Client
 }
@@ -83,7 +84,7 @@ func launchHydra(t *testing.T, bin string) (*hydraServer, error) {
 	h := &hydraServer{
 		public: "http://127.0.0.1:" + publicPort,
 		admin:  "http://127.0.0.1:" + adminPort,
-		logs:   &syncBuffer{},
+		logs:   &e2etest.Buffer{},
 		exited: make(chan struct{}),
 		http:   &http.Client{Timeout: 10 * time.Second},
 	}
@@ -322,24 +323,6 @@ func randomString(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)[:n]
-}
-
-// syncBuffer collects a child process's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func tail(s string, lines int) string {

@@ -27,6 +27,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/tokenwatch/tokenwatch/checks"
+	"github.com/tokenwatch/tokenwatch/internal/e2etest"
 )
 
 // commandDeadline bounds every run of the binary.
@@ -61,7 +62,7 @@ const (
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	h := startHydra(t)
-	w := &world{hydra: h, bin: tokenwatchBinary(t), dir: t.TempDir(), secrets: &secretList{}}
+	w := &world{hydra: h, bin: e2etest.Tokenwatch(t), dir: t.TempDir(), secrets: &secretList{}}
 
 	clientKey := w.writeKey(t, "client-assertion.pem")
 	bearerKey := w.writeKey(t, "jwt-bearer.pem")
@@ -707,7 +708,7 @@ func (w *world) diagnose(t *testing.T, config string, env ...string) (int, map[s
 type daemon struct {
 	cmd    *exec.Cmd
 	base   string
-	logs   *syncBuffer
+	logs   *e2etest.Buffer
 	exited chan error
 	w      *world
 	http   *http.Client
@@ -715,7 +716,7 @@ type daemon struct {
 
 func (w *world) startDaemon(t *testing.T, config string) *daemon {
 	t.Helper()
-	d := &daemon{base: "http://127.0.0.1:" + freePort(t), logs: &syncBuffer{}, exited: make(chan error, 1), w: w,
+	d := &daemon{base: "http://127.0.0.1:" + freePort(t), logs: &e2etest.Buffer{}, exited: make(chan error, 1), w: w,
 		http: &http.Client{Timeout: commandDeadline}}
 	d.cmd = exec.Command(w.bin, "--config.file="+config, "--web.listen-address="+strings.TrimPrefix(d.base, "http://"))
 	d.cmd.Env = append(os.Environ(), w.env...)
@@ -950,18 +951,6 @@ func stepSummary(r *checks.Result) string {
 		parts = append(parts, fmt.Sprintf("%s HTTP %d %s: %s", s.Step, s.Status, s.Outcome, s.Detail))
 	}
 	return strings.Join(parts, "; ")
-}
-
-// tokenwatchBinary builds the command as a user would, into the test's folder.
-func tokenwatchBinary(t *testing.T) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "tokenwatch")
-	build := exec.Command("go", "build", "-o", path, "./cmd/tokenwatch")
-	build.Dir = moduleRoot(t)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return path
 }
 
 func moduleRoot(t *testing.T) string {

@@ -9,13 +9,15 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tokenwatch/tokenwatch/internal/e2etest"
 )
 
 // TestExampleConfigPassesPromtool checks configs/prometheus/prometheus.yml
 // with promtool, next to the rules file it loads, as a user would before
 // deploying it.
 func TestExampleConfigPassesPromtool(t *testing.T) {
-	promtool := need(t, "promtool", "prometheus")
+	promtool := e2etest.Tool(t, "promtool", "prometheus")
 	if _, err := os.Stat(rulesFile); err != nil {
 		t.Fatalf("the example loads %s, which is missing: %v", filepath.Base(rulesFile), err)
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokenwatch/tokenwatch/internal/e2etest"
 )
 
 // pendingMetrics are metrics a panel may read without data yet (a metric
@@ -120,7 +122,7 @@ var fleetCounts = map[string]float64{
 // dashboard against a real Prometheus scraping the agent, as Grafana would
 // with the org variable set to a healthy org: each must parse and return data.
 func TestDashboardAgainstPrometheus(t *testing.T) {
-	need(t, "prometheus", "prometheus")
+	e2etest.Tool(t, "prometheus", "prometheus")
 	queries, orgVariable := dashboardQueries(t)
 	if len(queries) == 0 {
 		t.Fatal("the dashboard has no queries")

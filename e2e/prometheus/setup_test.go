@@ -6,11 +6,9 @@
 package prometheus
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -19,13 +17,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tokenwatch/tokenwatch/internal/e2etest"
 	"github.com/tokenwatch/tokenwatch/internal/orgsim"
 )
 
@@ -36,53 +34,10 @@ const (
 	rulesFile         = "../../configs/prometheus/tokenwatch-rules.yml"
 )
 
-// need returns the path of a program the test cannot run without. Missing,
-// it skips the test, except under CI=true, where the set-up must provide it.
-func need(t *testing.T, program, debianPackage string) string {
-	t.Helper()
-	path, err := exec.LookPath(program)
-	if err == nil {
-		return path
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is missing; the test set-up installs Debian's %s package", program, debianPackage)
-	}
-	t.Skipf("%s is not installed (apt-get install %s)", program, debianPackage)
-	return ""
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// logBuffer collects a child process' output for failure messages.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // start runs a program until the test ends and returns its output so far.
-func start(t *testing.T, name string, args ...string) *logBuffer {
+func start(t *testing.T, name string, args ...string) *e2etest.Buffer {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &e2etest.Buffer{}
 	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
@@ -103,7 +58,7 @@ func start(t *testing.T, name string, args ...string) *logBuffer {
 }
 
 // waitHTTP polls url until it answers 200.
-func waitHTTP(t *testing.T, what, url string, logs *logBuffer) {
+func waitHTTP(t *testing.T, what, url string, logs *e2etest.Buffer) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
@@ -119,17 +74,6 @@ func waitHTTP(t *testing.T, what, url string, logs *logBuffer) {
 	t.Fatalf("%s did not become ready at %s; its output:\n%s", what, url, logs)
 }
 
-// buildTokenwatch builds the command into a temporary folder.
-func buildTokenwatch(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "tokenwatch")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/tokenwatch/tokenwatch/cmd/tokenwatch").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // The orgs the agent checks: two healthy connections and the seed case, a
 // working password-grant token its own app may not introspect.
 const (
@@ -143,7 +87,7 @@ var orgNames = []string{healthyOrg, "healthy-password", seedOrg}
 // two seconds and returns its address.
 func startTokenwatch(t *testing.T) string {
 	t.Helper()
-	bin := buildTokenwatch(t)
+	bin := e2etest.Tokenwatch(t)
 	org := orgsim.New(orgsim.Options{OrgID: "00D5e000000PROMEAA"})
 	org.AddUser(orgsim.User{Username: "integration@prom.example", Password: "e2e-password", SecurityToken: "E2ETOKEN"})
 	org.AddApp(orgsim.App{ClientID: "cc-app", ClientSecret: "cc-secret", RunAsUser: "integration@prom.example", Scope: "api"})
@@ -189,7 +133,7 @@ alerting:
 	if err := os.WriteFile(config, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := e2etest.FreeAddr(t)
 	logs := start(t, bin, "--config.file="+config, "--web.listen-address="+addr)
 	waitHTTP(t, "tokenwatch", "http://"+addr+"/-/ready", logs)
 	return addr
@@ -273,9 +217,9 @@ func scrapeConfig(t *testing.T, agentAddr, promAddr string) []byte {
 // API client.
 func startPrometheus(t *testing.T, agentAddr string) *promAPI {
 	t.Helper()
-	bin := need(t, "prometheus", "prometheus")
+	bin := e2etest.Tool(t, "prometheus", "prometheus")
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := e2etest.FreeAddr(t)
 	config := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(config, scrapeConfig(t, agentAddr, addr), 0o600); err != nil {
 		t.Fatal(err)
@@ -292,7 +236,7 @@ func startPrometheus(t *testing.T, agentAddr string) *promAPI {
 // promAPI speaks Prometheus' HTTP API.
 type promAPI struct {
 	base string
-	logs *logBuffer
+	logs *e2etest.Buffer
 }
 
 // sample is one series of an instant vector.
