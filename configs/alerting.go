@@ -1,9 +1,7 @@
 package configs
 
 import (
-	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 )
@@ -214,22 +212,8 @@ func (r *reader) checkDestinationURL(path, raw string, credentials bool, example
 		}
 		return
 	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		// url.Error repeats the whole URL, which may carry a password.
-		var urlErr *url.Error
-		if errors.As(err, &urlErr) {
-			err = urlErr.Err
-		}
-		r.probs.add(path, "not a valid URL: %v", err)
-		return
-	}
-	if u.User != nil {
-		r.probs.add(path, "must not contain credentials (user:password@); use basic_auth")
-		return
-	}
-	if u.Scheme == "" || u.Host == "" {
-		r.probs.add(path, "must be an absolute URL with scheme and host (%s)", example)
+	u := r.absoluteURL(path, raw, "use basic_auth", " ("+example+")")
+	if u == nil {
 		return
 	}
 	switch strings.ToLower(u.Scheme) {

@@ -161,22 +161,8 @@ func validOrgName(name string) bool {
 // checkURL accepts absolute http(s) URLs. Plain http only reaches loopback
 // hosts because client secrets, passwords and tokens travel in the requests.
 func (r *reader) checkURL(path, raw string) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		// url.Error repeats the whole URL, which may carry a password.
-		var urlErr *url.Error
-		if errors.As(err, &urlErr) {
-			err = urlErr.Err
-		}
-		r.probs.add(path, "not a valid URL: %v", err)
-		return
-	}
-	if u.User != nil {
-		r.probs.add(path, "must not contain credentials (user:password@); set them under client or grant")
-		return
-	}
-	if u.Scheme == "" || u.Host == "" {
-		r.probs.add(path, "must be an absolute URL with scheme and host, e.g. https://idp.example.com/path")
+	u := r.absoluteURL(path, raw, "set them under client or grant", ", e.g. https://idp.example.com/path")
+	if u == nil {
 		return
 	}
 	switch strings.ToLower(u.Scheme) {
@@ -188,6 +174,31 @@ func (r *reader) checkURL(path, raw string) {
 	default:
 		r.probs.add(path, "scheme %q is not allowed; use https", u.Scheme)
 	}
+}
+
+// absoluteURL parses raw and reports, under path, a URL that is unparsable,
+// carries credentials (where says where they belong instead) or is not
+// absolute (hint ends that message). It returns nil after reporting.
+func (r *reader) absoluteURL(path, raw, where, hint string) *url.URL {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Error repeats the whole URL, which may carry a password.
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
+			err = urlErr.Err
+		}
+		r.probs.add(path, "not a valid URL: %v", err)
+		return nil
+	}
+	if u.User != nil {
+		r.probs.add(path, "must not contain credentials (user:password@); %s", where)
+		return nil
+	}
+	if u.Scheme == "" || u.Host == "" {
+		r.probs.add(path, "must be an absolute URL with scheme and host%s", hint)
+		return nil
+	}
+	return u
 }
 
 func isLoopback(host string) bool {
