@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -99,6 +100,36 @@ func TestDemoAlertsAtWebhook(t *testing.T) {
 	}
 	if _, ok := hook.first("seed-password-grant", "TokenIntrospectionInactive", "firing", start); !ok {
 		t.Errorf("the seed case did not fire")
+	}
+	// The status page and its JSON twin show the firing alert next to the org.
+	resp, err := http.Get("http://" + addr + "/api/v1/orgs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Orgs []struct {
+			Name         string   `json:"name"`
+			FiringAlerts []string `json:"firing_alerts"`
+		} `json:"orgs"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&list)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seedFiring := false
+	for _, o := range list.Orgs {
+		seedFiring = seedFiring || (o.Name == "seed-password-grant" && slices.Contains(o.FiringAlerts, "TokenIntrospectionInactive"))
+	}
+	if !seedFiring {
+		t.Errorf("/api/v1/orgs does not show the seed case's firing alert: %+v", list.Orgs)
+	}
+	if resp, err := http.Get("http://" + addr + "/"); err == nil {
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(page), "alert firing: TokenIntrospectionInactive") {
+			t.Errorf("the status page does not show the firing alert")
+		}
 	}
 	if !strings.Contains(logs.String(), "go to the given destinations") {
 		t.Errorf("the demo does not say where its alerts go:\n%s", logs)

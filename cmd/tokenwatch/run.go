@@ -85,10 +85,21 @@ func runDaemon(o daemonOptions) int {
 	}, []string{"result"})
 	reloads.WithLabelValues("success")
 	reloads.WithLabelValues("failure")
-	page := status.NewPage(status.PageOptions{Title: "tokenwatch", Version: version.Version})
+	// The page asks the agent for firing alerts on every request; ag is set below, before serving starts.
+	var ag *agent.Agent
+	page := status.NewPage(status.PageOptions{Title: "tokenwatch", Version: version.Version,
+		Firing: func() map[string][]string {
+			firing := map[string][]string{}
+			for _, a := range ag.Alerts() {
+				if a.State == agent.AlertFiring {
+					firing[a.Org] = append(firing[a.Org], a.Alertname)
+				}
+			}
+			return firing
+		}})
 	router := notify.NewRouter(notify.RouterOptions{Registerer: reg, Logger: logger})
 
-	ag := agent.New(agent.Options{
+	ag = agent.New(agent.Options{
 		Logger:      logger,
 		Observers:   []agent.Observer{collector, page},
 		Shard:       o.shard,

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -34,6 +35,8 @@ type OrgState struct {
 	State string `json:"state"`
 	// Last is the most recent check; null until the first one finished.
 	Last *checks.Result `json:"last"`
+	// FiringAlerts names the org's alerts firing now, sorted.
+	FiringAlerts []string `json:"firing_alerts,omitempty"`
 }
 
 // OrgList is the document served at /api/v1/orgs.
@@ -49,6 +52,8 @@ type PageOptions struct {
 	Version string
 	// Clock tells the time for countdowns and "ago"; time.Now when nil.
 	Clock func() time.Time
+	// Firing, when set, names the alerts firing now by org (the agent's alert state).
+	Firing func() map[string][]string
 }
 
 //go:embed page.html
@@ -60,6 +65,7 @@ type Page struct {
 	title   string
 	version string
 	clock   func() time.Time
+	firing  func() map[string][]string
 	tmpl    *template.Template
 
 	mu   sync.RWMutex
@@ -72,6 +78,7 @@ func NewPage(opts PageOptions) *Page {
 		title:   opts.Title,
 		version: opts.Version,
 		clock:   opts.Clock,
+		firing:  opts.Firing,
 		// The template is part of the binary; a parse error is a build
 		// defect that every test run catches.
 		tmpl: template.Must(template.ParseFS(templates, "page.html")),
@@ -128,10 +135,17 @@ func (p *Page) Observe(info checks.Info, r *checks.Result) {
 func (p *Page) snapshot() []OrgState {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
+	var firing map[string][]string
+	if p.firing != nil {
+		firing = p.firing()
+	}
 	out := make([]OrgState, 0, len(p.orgs))
 	for _, st := range p.orgs {
 		o := *st
 		o.State = stateOf(o.Last)
+		if f := firing[o.Name]; len(f) > 0 {
+			o.FiringAlerts = slices.Sorted(slices.Values(f))
+		}
 		out = append(out, o)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -228,6 +242,7 @@ type rowView struct {
 	LastCheckAt      string
 	Steps            []string
 	Explanation, Fix string
+	FiringAlerts     []string
 }
 
 // stateRank orders rows worst first: failing orgs, then those not checked
@@ -298,14 +313,15 @@ func (p *Page) view() pageView {
 
 func rowOf(o OrgState, now time.Time) rowView {
 	row := rowView{
-		Name:      o.Name,
-		Provider:  o.Provider,
-		Grant:     o.Grant,
-		Labels:    labelText(o.Labels),
-		State:     o.State,
-		StateWord: strings.ToUpper(o.State),
-		Expiry:    "unknown",
-		LastCheck: "never",
+		Name:         o.Name,
+		Provider:     o.Provider,
+		Grant:        o.Grant,
+		Labels:       labelText(o.Labels),
+		State:        o.State,
+		StateWord:    strings.ToUpper(o.State),
+		Expiry:       "unknown",
+		LastCheck:    "never",
+		FiringAlerts: o.FiringAlerts,
 	}
 	r := o.Last
 	if r == nil {

@@ -388,3 +388,30 @@ func TestMilliseconds(t *testing.T) {
 		})
 	}
 }
+
+func TestFiringAlertsShown(t *testing.T) {
+	p := NewPage(PageOptions{Firing: func() map[string][]string {
+		return map[string][]string{"acme": {"TokenIntrospectionInactive", "TokenAcquisitionFailed"}, "gone": {"X"}}
+	}})
+	p.SetOrgs([]checks.Info{{Name: "acme", Provider: "salesforce", Grant: "password"}, {Name: "calm"}})
+	p.Observe(checks.Info{Name: "acme"}, &checks.Result{Org: "acme", Outcome: checks.OutcomeIntrospectionNotPermitted, Start: time.Now()})
+
+	rec := httptest.NewRecorder()
+	p.API().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/orgs", nil))
+	var list OrgList
+	if err := json.Unmarshal(rec.Body.Bytes(), &list); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for _, o := range list.Orgs {
+		got[o.Name] = o.FiringAlerts
+	}
+	if want := []string{"TokenAcquisitionFailed", "TokenIntrospectionInactive"}; !slices.Equal(got["acme"], want) || got["calm"] != nil {
+		t.Fatalf("firing alerts %v, want acme %v and none for calm", got, want)
+	}
+	rec = httptest.NewRecorder()
+	p.HTML().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	if !strings.Contains(rec.Body.String(), "alert firing: TokenIntrospectionInactive") {
+		t.Fatal("the page does not show the firing alert")
+	}
+}
