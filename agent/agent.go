@@ -72,6 +72,8 @@ type Agent struct {
 	sem     chan struct{}
 	stopped chan struct{}
 	once    sync.Once
+	// immediate counts the first runs of added orgs, which cron does not track.
+	immediate sync.WaitGroup
 
 	alerts *alerter
 }
@@ -143,13 +145,24 @@ func (a *Agent) resendLoop() {
 }
 
 // Stop stops scheduling, waits for running checks (bounded by ctx), then
-// revokes kept tokens. Firing alerts are not resolved: they stay firing in
-// Alertmanager until their endsAt, so a restart does not flap them.
+// revokes kept tokens. Firing alerts are not resolved: Alertmanager keeps
+// them until their endsAt, four times the longer of resend_interval and the
+// org's check interval after the last send. A restarted tokenwatch starts
+// with no alert state and fires them again after failure_threshold bad
+// checks; if the down time plus those checks outlast endsAt (a large
+// failure_threshold, a long outage), receivers see a resolve, then a new
+// firing. An org that recovered meanwhile is resolved only by endsAt.
 func (a *Agent) Stop(ctx context.Context) {
 	a.once.Do(func() { close(a.stopped) })
-	done := a.cron.Stop()
+	cronDone := a.cron.Stop()
+	done := make(chan struct{})
+	go func() {
+		<-cronDone.Done()
+		a.immediate.Wait()
+		close(done)
+	}()
 	select {
-	case <-done.Done():
+	case <-done:
 	case <-ctx.Done():
 		a.logger.Warn("shutdown did not wait for running checks", "err", ctx.Err())
 	}
@@ -268,10 +281,16 @@ func (a *Agent) Apply(cfg *configs.Config) error {
 		o.SetOrgs(current)
 	}
 	a.logger.Info("configuration applied", "orgs", len(current), "added_or_changed", len(added))
-	if a.opts.RunOnStart {
+	stopping := false
+	select {
+	case <-a.stopped:
+		stopping = true
+	default:
+	}
+	if a.opts.RunOnStart && !stopping {
 		for _, j := range added {
 			if e := a.cron.Entry(j.entry); e.Valid() {
-				go e.WrappedJob.Run()
+				a.immediate.Go(e.WrappedJob.Run)
 			}
 		}
 	}
@@ -346,9 +365,12 @@ func (j *orgJob) run(ctx context.Context) (*checks.Result, error) {
 	checkCtx, cancel := context.WithTimeout(ctx, j.timeout)
 	defer cancel()
 	res := j.checker.Check(checkCtx)
-	if errors.Is(ctx.Err(), context.Canceled) {
-		// The caller (a /probe client) went away: the result says nothing about the org.
-		return nil, ctx.Err()
+	if err := ctx.Err(); err != nil {
+		// The caller (a /probe client) went away or its deadline (the scrape
+		// timeout) passed before the org's own: the result says nothing about
+		// the org, so neither observers nor alerts hear of it. The result goes
+		// back to the caller all the same (a /probe answers it as a failure).
+		return res, err
 	}
 	j.publish(res)
 	return res, nil
@@ -393,7 +415,8 @@ func previousOutcome(r *checks.Result) string {
 	return string(r.Outcome)
 }
 
-// ProbeOrg runs the org's check now (for /probe) and publishes it like a scheduled one.
+// ProbeOrg runs the org's check now (for /probe) and publishes it like a scheduled one,
+// unless ctx ends first: then it returns ctx's error and publishes nothing.
 func (a *Agent) ProbeOrg(ctx context.Context, name string) (checks.Info, *checks.Result, error) {
 	a.mu.Lock()
 	j, ok := a.orgs[name]
@@ -402,7 +425,11 @@ func (a *Agent) ProbeOrg(ctx context.Context, name string) (checks.Info, *checks
 		return checks.Info{}, nil, fmt.Errorf("%w %q", ErrUnknownOrg, name)
 	}
 	res, err := j.run(ctx)
-	if err != nil {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) && res != nil:
+		// The scrape timeout passed: answer what the check saw, unpublished.
+		return j.info, res, nil
+	case err != nil:
 		return j.info, nil, err
 	}
 	return j.info, res, nil

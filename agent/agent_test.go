@@ -429,3 +429,49 @@ func selfSigned(t *testing.T) *x509.Certificate {
 	}
 	return c
 }
+
+// A probe that runs out of the caller's deadline (Prometheus' scrape
+// timeout) says nothing about the org, whose own timeout was not reached:
+// it is neither published nor counted by the alerts.
+func TestProbePastCallersDeadlineIsNotPublished(t *testing.T) {
+	sim := newSimulated(t, "a")
+	sim.org.SetFault(orgsim.EndpointToken, orgsim.Fault{Latency: 300 * time.Millisecond})
+	rec := newRecorder()
+	ag := New(Options{Observers: []Observer{rec}})
+	if err := ag.Apply(sim.config(t, "", "a")); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		_, res, err := ag.ProbeOrg(ctx, "a")
+		cancel()
+		// The prober still gets what the check saw, to answer it as a failed probe.
+		if err != nil || res == nil || res.Success() {
+			t.Fatalf("probe past the caller's deadline: err %v, result %v; want an unhealthy result", err, res)
+		}
+	}
+	if rec.count("a") != 0 || ag.Last()["a"] != nil {
+		t.Fatalf("a probe past the caller's deadline was published: %v", rec.results["a"])
+	}
+	if got := ag.Alerts(); len(got) != 0 {
+		t.Fatalf("a probe past the caller's deadline counted as a bad check: %+v", got)
+	}
+}
+
+func TestScheduleInterval(t *testing.T) {
+	for _, tc := range []struct {
+		spec string
+		want time.Duration
+	}{
+		{"@every 90s", 90 * time.Second},
+		{"*/5 * * * *", 5 * time.Minute},
+		{"CRON_TZ=UTC 0 * * * *", time.Hour},
+		{"0 9 * * *", 24 * time.Hour},
+		{"0 9 * * 1-5", 72 * time.Hour}, // the weekend gap
+		{"not a schedule", 0},
+	} {
+		if got := scheduleInterval(tc.spec); got != tc.want {
+			t.Errorf("scheduleInterval(%q) = %s, want %s", tc.spec, got, tc.want)
+		}
+	}
+}

@@ -55,6 +55,15 @@ func stepOK(res *checks.Result, step checks.Step) bool {
 	return s != nil && !s.Skipped && s.Outcome == checks.OutcomeOK
 }
 
+// introspectionSkipped reports whether the check ran no introspection
+// because none is configured or discovered (any more, after a reload): the
+// introspection alerts are not watched, so a left-over one resolves, as
+// TokenExpiresSoon does outside token_mode reuse.
+func introspectionSkipped(res *checks.Result) bool {
+	s := res.Step(checks.StepIntrospect)
+	return s != nil && s.Skipped
+}
+
 // evaluate says what res tells about the alert name of org oa: bad, good,
 // or nothing (known false) when the check did not get far enough.
 func (a *alerter) evaluate(name string, oa *orgAlerts, res *checks.Result, now time.Time) verdict {
@@ -63,15 +72,15 @@ func (a *alerter) evaluate(name string, oa *orgAlerts, res *checks.Result, now t
 	v.bad = primaryAlert(res) == name
 	switch name {
 	case AlertIntrospectionInactive:
-		// Only an active answer clears it: a check that failed before
-		// introspection cannot tell.
-		v.known = v.bad || (res.Token.Active != nil && *res.Token.Active)
+		// Only an active answer, or introspection no longer run, clears it:
+		// a check that failed before introspection cannot tell.
+		v.known = v.bad || (res.Token.Active != nil && *res.Token.Active) || introspectionSkipped(res)
 		v.summary = fmt.Sprintf("Introspection says the token of org %s is inactive (%s)", org, res.Outcome)
 	case AlertAcquisitionFailed:
 		v.known = v.bad || stepOK(res, checks.StepToken)
 		v.summary = fmt.Sprintf("Org %s cannot obtain a token (%s)", org, res.Outcome)
 	case AlertIntrospectionFailed:
-		v.known = v.bad || stepOK(res, checks.StepIntrospect)
+		v.known = v.bad || stepOK(res, checks.StepIntrospect) || introspectionSkipped(res)
 		v.summary = fmt.Sprintf("Introspection for org %s fails (%s)", org, res.Outcome)
 	case AlertSignatureMismatch:
 		v.known = v.bad || stepOK(res, checks.StepToken)

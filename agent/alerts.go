@@ -68,10 +68,17 @@ const (
 	AlertFiring = "firing"
 )
 
-// endsAtResends is how many resend intervals a firing alert stays valid in
-// Alertmanager without a re-send, as Prometheus does: a tokenwatch that
-// died lets its alerts resolve by themselves.
+// endsAtResends is how many intervals (the longer of resend_interval and
+// the org's check interval) a firing alert stays valid in Alertmanager
+// without a re-send, as Prometheus does with its evaluation interval: a
+// tokenwatch that died lets its alerts resolve by themselves, and one that
+// restarts has about that long to fire them again.
 const endsAtResends = 4
+
+// resendMargin: an alert whose endsAt is closer than this many
+// resend_intervals is re-sent at once, so that a reload that raised
+// resend_interval does not let it lapse before its next re-send.
+const resendMargin = 2
 
 // AlertSender is where alert notifications go; *notify.Router implements it.
 type AlertSender interface {
@@ -83,7 +90,8 @@ type AlertSender interface {
 type AlertStatus struct {
 	Org       string `json:"org"`
 	Alertname string `json:"alertname"`
-	// Reason is the outcome in the reason label (the latest bad outcome while pending).
+	// Reason is the outcome in the reason label: the one it fired with, the
+	// latest bad outcome while pending.
 	Reason   string `json:"reason"`
 	Severity string `json:"severity"`
 	// State is AlertPending, AlertSending or AlertFiring.
@@ -104,13 +112,13 @@ type AlertStatus struct {
 // step failed says nothing about introspection, so it neither fires nor
 // resolves TokenIntrospectionInactive.
 //
-// The reason label is fixed when the alert fires. When a firing alert's
-// reason changes (token_inactive after introspection_not_permitted, say)
-// and the new reason holds for failure_threshold consecutive checks, the
-// alert with the old reason is resolved and one with the new reason fires
-// in the same notification; a reason that flips back and forth keeps the
-// first. A change of the org's labels on reload does the same at once.
-// Either way an org has at most one firing alert per alertname.
+// The reason label is fixed when the alert fires and kept while the checks
+// stay bad for that alertname, whatever their outcome: one outage whose
+// reason alternates (server_error, timeout) is one alert, not a resolve and
+// a new firing at each change. The description tells the latest outcome.
+// A change of the org's labels on reload resolves the alert under the old
+// labels and fires it under the new ones. An org has at most one firing
+// alert per alertname.
 type alerter struct {
 	logger *slog.Logger
 	sender AlertSender
@@ -119,13 +127,18 @@ type alerter struct {
 	mu   sync.Mutex
 	cfg  configs.Alerting
 	orgs map[string]*orgAlerts
+	// generation numbers firing episodes, so that the acceptance of an
+	// earlier firing is not credited to a later one of the same alert.
+	generation uint64
 }
 
 // orgAlerts is the alert state of one org.
 type orgAlerts struct {
 	info      checks.Info
 	tokenMode string
-	alerts    map[string]*alertState
+	// interval is the longest gap between the org's checks (0: unknown).
+	interval time.Duration
+	alerts   map[string]*alertState
 }
 
 // alertState is one (org, alertname).
@@ -135,9 +148,8 @@ type alertState struct {
 	bad, good int
 	// firstBad is when the current run of bad checks began.
 	firstBad time.Time
-	// reason is the latest bad outcome, seen in reasonRun consecutive checks.
-	reason    checks.Outcome
-	reasonRun int
+	// reason is the latest bad outcome.
+	reason checks.Outcome
 	// seen is what the latest bad check said, for the annotations.
 	seen verdict
 	// active is true from firing to resolving: alert holds what is sent.
@@ -145,6 +157,8 @@ type alertState struct {
 	accepted bool
 	alert    notify.Alert
 	lastSent time.Time
+	// generation is the firing episode the alert belongs to.
+	generation uint64
 }
 
 // verdict is what one check says about one alert.
@@ -202,11 +216,12 @@ func (a *alerter) setOrgs(orgs []configs.Org, infos map[string]checks.Info) {
 		keep[o.Name] = true
 		oa, ok := a.orgs[o.Name]
 		if !ok {
-			a.orgs[o.Name] = &orgAlerts{info: info, tokenMode: o.TokenMode, alerts: map[string]*alertState{}}
+			a.orgs[o.Name] = &orgAlerts{info: info, tokenMode: o.TokenMode, interval: scheduleInterval(o.Schedule),
+				alerts: map[string]*alertState{}}
 			continue
 		}
 		relabel := !maps.Equal(oa.info.Labels, info.Labels)
-		oa.info, oa.tokenMode = info, o.TokenMode
+		oa.info, oa.tokenMode, oa.interval = info, o.TokenMode, scheduleInterval(o.Schedule)
 		if !relabel {
 			continue
 		}
@@ -252,7 +267,7 @@ func (a *alerter) observe(org string, res *checks.Result) {
 			if st == nil {
 				continue
 			}
-			st.bad, st.reasonRun = 0, 0
+			st.bad = 0
 			st.good++
 			switch {
 			case !st.active:
@@ -272,28 +287,22 @@ func (a *alerter) observe(org string, res *checks.Result) {
 		if st.bad == 1 {
 			st.firstBad = res.Start
 		}
-		if v.reason == st.reason {
-			st.reasonRun++
-		} else {
-			st.reason, st.reasonRun = v.reason, 1
-		}
-		st.seen = v
+		st.reason, st.seen = v.reason, v
 		switch {
 		case !st.active && st.bad >= a.cfg.FailureThreshold:
 			msgs = append(msgs, a.fireLocked(oa, st, v.reason, now))
-		case st.active && string(v.reason) != st.alert.Labels["reason"] && st.reasonRun >= a.cfg.FailureThreshold:
-			msgs = append(msgs, a.resolveLocked(oa, st, now, "the reason changed to "+string(v.reason))...)
-			msgs = append(msgs, a.fireLocked(oa, st, v.reason, now))
 		case st.active:
-			// The next re-send carries the latest numbers.
+			// Still firing under the reason it fired with; the next re-send
+			// carries the latest outcome and numbers.
 			st.alert.Annotations = a.annotations(oa, st)
 		}
 	}
 	a.sendLocked(msgs)
 }
 
-// tick re-sends the firing alerts whose resend_interval has passed. An
-// alert no destination has accepted yet goes out as new, so that a
+// tick re-sends the firing alerts whose resend_interval has passed, or
+// whose endsAt is near (resend_interval was raised since they were sent).
+// An alert no destination has accepted yet goes out as new, so that a
 // destination that does not take re-sends (a webhook) gets it again too.
 func (a *alerter) tick() {
 	a.mu.Lock()
@@ -303,10 +312,12 @@ func (a *alerter) tick() {
 	for _, org := range slices.Sorted(maps.Keys(a.orgs)) {
 		oa := a.orgs[org]
 		for _, st := range sortedStates(oa) {
-			if !st.active || now.Sub(st.lastSent) < a.cfg.ResendInterval {
+			due := now.Sub(st.lastSent) >= a.cfg.ResendInterval ||
+				st.alert.EndsAt.Sub(now) < resendMargin*a.cfg.ResendInterval
+			if !st.active || !due {
 				continue
 			}
-			st.alert.EndsAt = now.Add(endsAtResends * a.cfg.ResendInterval)
+			st.alert.EndsAt = a.endsAt(oa, now)
 			st.lastSent = now
 			m := a.message(oa, st)
 			m.Resend = st.accepted
@@ -373,17 +384,26 @@ func (a *alerter) fireLocked(oa *orgAlerts, st *alertState, reason checks.Outcom
 	labels["reason"] = string(reason)
 	labels["severity"] = alertSeverity[st.name]
 	st.active, st.accepted = true, false
+	a.generation++
+	st.generation = a.generation
 	st.lastSent = now
 	st.alert = notify.Alert{
 		Status:      notify.StatusFiring,
 		Labels:      labels,
 		Annotations: a.annotations(oa, st),
 		StartsAt:    now,
-		EndsAt:      now.Add(endsAtResends * a.cfg.ResendInterval),
+		EndsAt:      a.endsAt(oa, now),
 		Fingerprint: notify.Fingerprint(labels),
 	}
 	a.logger.Info("alert raised", "org", oa.info.Name, "alertname", st.name, "reason", reason, "bad_checks", st.bad)
 	return a.message(oa, st)
+}
+
+// endsAt is how long a firing alert sent now stays valid without a re-send:
+// endsAtResends times the longer of resend_interval and the org's check
+// interval, so that a slow schedule is not outrun.
+func (a *alerter) endsAt(oa *orgAlerts, now time.Time) time.Time {
+	return now.Add(endsAtResends * max(a.cfg.ResendInterval, oa.interval))
 }
 
 // resolveLocked sends st's alert as resolved and makes st inactive.
@@ -402,18 +422,21 @@ func (a *alerter) resolveLocked(oa *orgAlerts, st *alertState, now time.Time, wh
 	return []notify.Message{{Alert: alert}}
 }
 
-// message is the firing notification of st, which reports acceptance back.
+// message is the firing notification of st, which reports acceptance back
+// for st's current firing episode.
 func (a *alerter) message(oa *orgAlerts, st *alertState) notify.Message {
-	org, name, fp := oa.info.Name, st.name, st.alert.Fingerprint
+	org, name, fp, gen := oa.info.Name, st.name, st.alert.Fingerprint, st.generation
 	return notify.Message{
 		Alert:    st.alert.Clone(),
-		Accepted: func(destination string) { a.accepted(org, name, fp, destination) },
+		Accepted: func(destination string) { a.accepted(org, name, fp, gen, destination) },
 	}
 }
 
 // accepted records that a destination took a firing alert: from now on it
-// is firing.
-func (a *alerter) accepted(org, name, fingerprint, destination string) {
+// is firing. An acceptance of an earlier episode (fired, resolved, fired
+// again: same fingerprint) is ignored, as its resolve and the new firing
+// may not have got through.
+func (a *alerter) accepted(org, name, fingerprint string, generation uint64, destination string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	oa, ok := a.orgs[org]
@@ -421,7 +444,7 @@ func (a *alerter) accepted(org, name, fingerprint, destination string) {
 		return
 	}
 	st, ok := oa.alerts[name]
-	if !ok || !st.active || st.accepted || st.alert.Fingerprint != fingerprint {
+	if !ok || !st.active || st.accepted || st.alert.Fingerprint != fingerprint || st.generation != generation {
 		return
 	}
 	st.accepted = true

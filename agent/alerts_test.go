@@ -63,6 +63,9 @@ func (s *sender) take() []string {
 func (s *sender) last() notify.Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if len(s.msgs) == 0 {
+		return notify.Message{}
+	}
 	return s.msgs[len(s.msgs)-1]
 }
 
@@ -298,18 +301,16 @@ func TestReasonChangeWhileFiring(t *testing.T) {
 	h.check(inactive(checks.OutcomeIntrospectionNotPermitted))
 	h.check(inactive(checks.OutcomeIntrospectionNotPermitted))
 	h.expect("firing TokenIntrospectionInactive introspection_not_permitted")
-	// A reason that comes and goes keeps the label.
-	h.check(inactive(checks.OutcomeTokenInactive))
-	h.check(inactive(checks.OutcomeIntrospectionNotPermitted))
-	h.check(inactive(checks.OutcomeTokenInactive))
+	// A new reason, even one that holds, keeps the alert as it fired.
+	for range 4 {
+		h.check(inactive(checks.OutcomeTokenInactive))
+	}
 	h.expect()
-	// One that holds for failure_threshold checks replaces the alert.
-	h.check(inactive(checks.OutcomeTokenInactive))
-	h.expect("resolved TokenIntrospectionInactive introspection_not_permitted",
-		"firing TokenIntrospectionInactive token_inactive")
 	if n := len(h.a.statuses()); n != 1 {
 		t.Errorf("%d alerts held, want one per alertname", n)
 	}
+	h.check(healthy())
+	h.expect("resolved TokenIntrospectionInactive introspection_not_permitted")
 }
 
 func TestAlertStateSurvivesReload(t *testing.T) {
@@ -625,5 +626,144 @@ func TestAgentRaisesAndResolvesAlerts(t *testing.T) {
 	waitFor(t, "acme's resolve", func() bool { return dest.seen(notify.StatusResolved, "acme") })
 	if s := state("acme"); s != "none" {
 		t.Errorf("after the resolve: %s", s)
+	}
+}
+
+// A reload that raises resend_interval must not let a firing alert run out
+// of its endsAt before the next re-send: with 1m -> 10m the alert sent at
+// 12:01 is valid until 12:05, so it goes out again at once, not at 12:11.
+func TestRaisedResendIntervalKeepsAlertValid(t *testing.T) {
+	h := newAlertHarness(t, configs.Alerting{FailureThreshold: 1, ResendInterval: time.Minute})
+	h.s.accept = true
+	h.check(inactive(checks.OutcomeTokenInactive))
+	waitFor(t, "acceptance", func() bool { return h.state(AlertIntrospectionInactive) == AlertFiring })
+	h.s.take()
+	h.a.configure(configs.Alerting{FailureThreshold: 1, SuccessThreshold: 1, ResendInterval: 10 * time.Minute})
+	h.clock.Advance(time.Minute)
+	h.a.tick()
+	m := h.s.last()
+	h.expect("firing TokenIntrospectionInactive token_inactive resend")
+	if want := h.clock.Now().Add(40 * time.Minute); !m.Alert.EndsAt.Equal(want) {
+		t.Errorf("endsAt %s, want %s (4 x the new interval)", m.Alert.EndsAt, want)
+	}
+	// From then on, the new interval.
+	h.clock.Advance(9 * time.Minute)
+	h.a.tick()
+	h.expect()
+	h.clock.Advance(time.Minute)
+	h.a.tick()
+	h.expect("firing TokenIntrospectionInactive token_inactive resend")
+}
+
+// An org checked less often than resend_interval gets endsAt four check
+// intervals ahead, so a restarted tokenwatch has time to fire it again
+// before Alertmanager resolves it.
+func TestEndsAtCoversSlowSchedules(t *testing.T) {
+	slow := configs.Org{Name: "acme", TokenMode: "fresh", Schedule: "*/5 * * * *"}
+	h := newAlertHarness(t, configs.Alerting{FailureThreshold: 1, ResendInterval: time.Minute}, slow)
+	h.s.accept = true
+	h.check(inactive(checks.OutcomeTokenInactive))
+	m := h.s.last()
+	if want := h.clock.Now().Add(20 * time.Minute); !m.Alert.EndsAt.Equal(want) {
+		t.Errorf("firing endsAt %s, want %s (4 x the 5m schedule)", m.Alert.EndsAt, want)
+	}
+	waitFor(t, "acceptance", func() bool { return h.state(AlertIntrospectionInactive) == AlertFiring })
+	h.s.take()
+	h.clock.Advance(time.Minute)
+	h.a.tick()
+	m = h.s.last()
+	h.expect("firing TokenIntrospectionInactive token_inactive resend")
+	if want := h.clock.Now().Add(20 * time.Minute); !m.Alert.EndsAt.Equal(want) {
+		t.Errorf("re-send endsAt %s, want %s", m.Alert.EndsAt, want)
+	}
+}
+
+// A reload that removes introspection (introspection_url gone, discovery no
+// longer offering it) leaves nothing that could clear the introspection
+// alerts: a skipped introspect step resolves them.
+func TestSkippedIntrospectionResolves(t *testing.T) {
+	noIntrospection := func() *checks.Result {
+		r := healthy()
+		r.Token.Active = nil
+		r.Steps[1] = checks.StepResult{Step: checks.StepIntrospect, Outcome: checks.OutcomeOK, Skipped: true}
+		return r
+	}
+	introspectFailed := &checks.Result{Outcome: checks.OutcomeIntrospectionUnauthorized,
+		Steps: []checks.StepResult{step("token", "ok"), step("introspect", "introspection_unauthorized")}}
+	for _, tc := range []struct {
+		bad       *checks.Result
+		alertname string
+	}{
+		{inactive(checks.OutcomeTokenInactive), AlertIntrospectionInactive},
+		{introspectFailed, AlertIntrospectionFailed},
+	} {
+		t.Run(tc.alertname, func(t *testing.T) {
+			h := newAlertHarness(t, configs.Alerting{FailureThreshold: 1})
+			h.check(tc.bad)
+			h.expect(fmt.Sprintf("firing %s %s", tc.alertname, tc.bad.Outcome))
+			h.check(noIntrospection())
+			h.expect(fmt.Sprintf("resolved %s %s", tc.alertname, tc.bad.Outcome))
+		})
+	}
+	// A check that failed before introspection still tells nothing.
+	h := newAlertHarness(t, configs.Alerting{FailureThreshold: 1})
+	h.check(inactive(checks.OutcomeTokenInactive))
+	h.s.take()
+	h.check(tokenFailure(checks.OutcomeClientRejected))
+	h.expect("firing TokenAcquisitionFailed client_rejected")
+	if st := h.state(AlertIntrospectionInactive); st == "none" {
+		t.Error("a failed token step resolved the introspection alert")
+	}
+}
+
+// One outage whose reason alternates is one alert: it keeps the labels it
+// fired with, the description follows the latest check, and it resolves
+// after success_threshold good checks.
+func TestChangingReasonDoesNotFlap(t *testing.T) {
+	h := newAlertHarness(t, configs.Alerting{FailureThreshold: 2, ResendInterval: time.Minute})
+	h.check(tokenFailure(checks.OutcomeServerError))
+	h.check(tokenFailure(checks.OutcomeServerError))
+	h.expect("firing TokenAcquisitionFailed server_error")
+	for range 3 {
+		h.check(tokenFailure(checks.OutcomeTimeout))
+		h.check(tokenFailure(checks.OutcomeTimeout))
+		h.check(tokenFailure(checks.OutcomeServerError))
+	}
+	h.check(tokenFailure(checks.OutcomeTimeout))
+	h.expect()
+	h.a.tick()
+	m := h.s.last()
+	h.expect("firing TokenAcquisitionFailed server_error")
+	if d := m.Alert.Annotations["description"]; !strings.Contains(d, "the latest ended in timeout") {
+		t.Errorf("description does not tell the latest outcome: %q", d)
+	}
+	for _, s := range h.a.statuses() {
+		if s.Alertname == AlertAcquisitionFailed && s.Reason != "server_error" {
+			t.Errorf("status reason %q, want the one it fired with", s.Reason)
+		}
+	}
+	h.check(healthy())
+	h.expect("resolved TokenAcquisitionFailed server_error")
+}
+
+// An acceptance of an earlier firing does not count for a later one of the
+// same alert: the resolve and the new firing may never have got through.
+func TestAcceptanceOfEarlierFiringIsIgnored(t *testing.T) {
+	h := newAlertHarness(t, configs.Alerting{FailureThreshold: 1})
+	h.check(inactive(checks.OutcomeTokenInactive))
+	first := h.s.last()
+	h.check(healthy())
+	h.check(inactive(checks.OutcomeTokenInactive))
+	second := h.s.last()
+	h.expect("firing TokenIntrospectionInactive token_inactive",
+		"resolved TokenIntrospectionInactive token_inactive",
+		"firing TokenIntrospectionInactive token_inactive")
+	first.Accepted("alertmanager/127.0.0.1:9093")
+	if st := h.state(AlertIntrospectionInactive); st != AlertSending {
+		t.Fatalf("after the earlier firing was accepted: %s, want sending", st)
+	}
+	second.Accepted("alertmanager/127.0.0.1:9093")
+	if st := h.state(AlertIntrospectionInactive); st != AlertFiring {
+		t.Fatalf("after the current firing was accepted: %s, want firing", st)
 	}
 }

@@ -68,3 +68,32 @@ type offsetSchedule struct {
 func (o offsetSchedule) Next(t time.Time) time.Time {
 	return o.inner.Next(t.Add(-o.offset)).Add(o.offset)
 }
+
+// intervalRuns is how many consecutive runs scheduleInterval looks at: more
+// than a week of a once-a-weekday schedule, so its weekend gap counts.
+const intervalRuns = 8
+
+// scheduleInterval is the longest gap between consecutive runs of spec over
+// its next few runs: how long the org may go without a check. 0 for a spec
+// that does not parse.
+func scheduleInterval(spec string) time.Duration {
+	s, err := parser.Parse(spec)
+	if err != nil {
+		return 0
+	}
+	if every, ok := s.(cron.ConstantDelaySchedule); ok {
+		return every.Delay
+	}
+	var longest time.Duration
+	// UTC, as the scheduler runs (cron.WithLocation), so no DST change skews a gap.
+	prev := s.Next(time.Now().UTC())
+	for range intervalRuns {
+		next := s.Next(prev)
+		if next.IsZero() {
+			break
+		}
+		longest = max(longest, next.Sub(prev))
+		prev = next
+	}
+	return longest
+}
