@@ -2,6 +2,7 @@ package configs
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -139,11 +140,37 @@ func (r *reader) checkDuplicateDestination(path, u string, seen map[string]strin
 	if u == "" {
 		return
 	}
-	if first, dup := seen[u]; dup {
+	key := destinationKey(u)
+	if first, dup := seen[key]; dup {
 		r.probs.add(path, "the same URL as %s; each destination would get every notification twice", first)
 		return
 	}
-	seen[u] = path
+	seen[key] = path
+}
+
+// destinationKey is the URL as destinations are told apart: scheme and host
+// in lower case, the scheme's default port dropped, no trailing slash. So
+// http://127.0.0.1:9093 and HTTP://127.0.0.1:9093/ are one destination.
+func destinationKey(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return raw // reported by checkDestinationURL
+	}
+	u.Scheme = strings.ToLower(u.Scheme)
+	host, port := strings.ToLower(u.Hostname()), u.Port()
+	if (u.Scheme == "http" && port == "80") || (u.Scheme == "https" && port == "443") {
+		port = ""
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port != "" {
+		host += ":" + port
+	}
+	u.Host = host
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	u.RawPath = strings.TrimSuffix(u.RawPath, "/")
+	return u.String()
 }
 
 func (r *reader) alertmanager(s *section) Alertmanager {

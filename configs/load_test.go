@@ -109,6 +109,9 @@ func invalidCases() []invalidCase {
 			"alerting.webhooks[0].send_resolved: must be true or false, got a string"}},
 		{fixture: "alerting-destination-duplicate", want: []string{
 			"alerting.webhooks[1].url: the same URL as alerting.webhooks[0].url; each destination would get every notification twice"}},
+		{fixture: "alerting-destination-duplicate-normalized", want: []string{
+			"alerting.alertmanagers[1].url: the same URL as alerting.alertmanagers[0].url; each destination would get every notification twice",
+			"alerting.webhooks[1].url: the same URL as alerting.webhooks[0].url; each destination would get every notification twice"}},
 		{fixture: "client-id-missing", want: []string{
 			"orgs[0].client.id: required (the OAuth client id; for Salesforce the connected app's consumer key)"}},
 		{fixture: "client-secret-missing", want: []string{

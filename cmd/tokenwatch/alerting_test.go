@@ -231,3 +231,32 @@ alerting:
 		t.Errorf("the logs do not say why sending failed:\n%s", logs.String())
 	}
 }
+
+// Removing one of two webhooks on the same host leaves the other's name, and
+// with it its queue and metric series, as they were.
+func TestAlertDestinationNamesSurviveRemovals(t *testing.T) {
+	first := configs.Webhook{URL: "https://hooks.example.com/T0/B0/first-secret", Timeout: time.Second}
+	second := configs.Webhook{URL: "https://hooks.example.com/T0/B0/second-secret", Timeout: time.Second}
+	both, err := alertDestinations(configs.Alerting{Webhooks: []configs.Webhook{first, second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alone, err := alertDestinations(configs.Alerting{Webhooks: []configs.Webhook{second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(both) != 2 || len(alone) != 1 {
+		t.Fatalf("destinations: %d and %d", len(both), len(alone))
+	}
+	if both[0].Name == both[1].Name {
+		t.Errorf("two webhooks share the name %q", both[0].Name)
+	}
+	if alone[0].Name != both[1].Name {
+		t.Errorf("the second webhook was %q, and %q once the first is removed", both[1].Name, alone[0].Name)
+	}
+	for _, d := range append(both, alone...) {
+		if !strings.HasPrefix(d.Name, "webhook/hooks.example.com/") || strings.Contains(d.Name, "secret") || strings.Contains(d.Name, "T0") {
+			t.Errorf("name %q: want webhook/<host>/<hash>, without the path", d.Name)
+		}
+	}
+}

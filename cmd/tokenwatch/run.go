@@ -288,13 +288,17 @@ func logConfigError(logger *slog.Logger, msg string, err error) {
 }
 
 // alertDestinations builds a notifier for every Alertmanager and webhook of
-// the alerting section. Each is named by its kind and host (no credentials,
-// no path); a second one on the same host gets "#2", and so on.
+// the alerting section. Each is named from its URL (see
+// notify.DestinationName: kind, host and a hash, no credentials, no path),
+// so that its name, and with it its queue and metric series, survives a
+// reload that adds or removes other destinations.
 func alertDestinations(a configs.Alerting) ([]notify.Destination, error) {
 	userAgent := "tokenwatch/" + version.Version
 	var dests []notify.Destination
 	taken := map[string]int{}
 	name := func(kind, u string) string {
+		// Configuration refuses the same URL twice, so a suffix is only
+		// for two URLs whose hashes share their first 8 hex digits.
 		n := notify.DestinationName(kind, u)
 		taken[n]++
 		if c := taken[n]; c > 1 {

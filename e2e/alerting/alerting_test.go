@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/tokenwatch/tokenwatch/exporters/notify"
 	"github.com/tokenwatch/tokenwatch/exporters/webhook"
 	"github.com/tokenwatch/tokenwatch/internal/e2etest"
 	"github.com/tokenwatch/tokenwatch/internal/orgsim"
@@ -144,7 +145,7 @@ alerting:
 	// 3. Alertmanager is down when the alert fires: tokenwatch retries and
 	// delivers once it is back on the same port.
 	am.stop(t)
-	amName := "alertmanager/" + am.addr
+	amName := notify.DestinationName("alertmanager", "http://"+am.addr)
 	failuresBefore := sample(metrics(), `tokenwatch_notifications_total{destination="`+amName+`",result="failure"}`)
 	changed = time.Now()
 	sim.SetIntrospectAll("monitor-app", false)

@@ -60,11 +60,14 @@ func New(o Options) (*Notifier, error) {
 		o.Timeout = 10 * time.Second
 	}
 	n := &Notifier{
-		endpoint: strings.TrimSuffix(u.String(), "/") + alertsPath,
+		endpoint: u.JoinPath(alertsPath).String(),
 		header:   http.Header{},
 		client:   notify.NewHTTPClient(o.TLS, o.Timeout),
 		secrets:  []string{o.Password.Reveal(), o.BearerToken.Reveal()},
 	}
+	// A path prefix or query may carry a token, and an error page may echo
+	// the request path.
+	n.secrets = append(n.secrets, notify.URLSecrets(u)...)
 	if o.UserAgent != "" {
 		n.header.Set("User-Agent", o.UserAgent)
 	}

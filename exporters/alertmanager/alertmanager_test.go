@@ -205,6 +205,26 @@ func TestNotifyClassifiesFailures(t *testing.T) {
 	}
 }
 
+// An error page that echoes the request path (a proxy's "Cannot POST
+// /...") must not put a token of the base URL's path or query in the error.
+func TestErrorHidesURLPathAndQuery(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "Cannot POST "+r.URL.RequestURI(), http.StatusNotFound)
+	}))
+	defer srv.Close()
+	n, err := New(Options{URL: srv.URL + "/am/PaThToKeN?key=QuErYtOkEn"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = n.Notify(context.Background(), fired)
+	if err == nil {
+		t.Fatal("a 404 was accepted")
+	}
+	if strings.Contains(err.Error(), "PaThToKeN") || strings.Contains(err.Error(), "QuErYtOkEn") {
+		t.Errorf("error leaks the URL path or query: %v", err)
+	}
+}
+
 // Through the Router: a 5xx is retried until Alertmanager accepts, and a
 // refusal is not.
 func TestRouterRetriesAlertmanager(t *testing.T) {
@@ -250,5 +270,23 @@ func TestNewRefusesBadURLs(t *testing.T) {
 		} else if strings.Contains(err.Error(), canaryPassword) {
 			t.Errorf("error leaks the password")
 		}
+	}
+}
+
+func TestEndpointKeepsQueryOutOfThePath(t *testing.T) {
+	var path, query string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		path, query = r.URL.Path, r.URL.RawQuery
+	}))
+	defer srv.Close()
+	n, err := New(Options{URL: srv.URL + "/am/?tenant=ops"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Notify(context.Background(), notify.Alert{Labels: map[string]string{"alertname": "A"}}); err != nil {
+		t.Fatal(err)
+	}
+	if path != "/am/api/v2/alerts" || query != "tenant=ops" {
+		t.Fatalf("posted to path %q query %q, want /am/api/v2/alerts with tenant=ops", path, query)
 	}
 }

@@ -3,12 +3,15 @@ package notify
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -103,13 +106,68 @@ func redact(s string, secrets []string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// DestinationName names a destination for metrics and logs: its kind and
-// host, without credentials, path or query (a webhook URL may carry a
-// token in its path), e.g. "alertmanager/127.0.0.1:9093".
+// URLSecrets returns the parts of a destination URL that must not appear in
+// an error: its path and query (a webhook URL often carries a token there,
+// and a receiver's 404 page may echo the path) and the password of its user
+// info. A bare "/" is left out: it is no secret and would mangle every error.
+func URLSecrets(u *url.URL) []string {
+	var out []string
+	add := func(s string) {
+		if s != "" && s != "/" && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	add(u.EscapedPath())
+	add(u.Path)
+	add(strings.TrimSuffix(u.EscapedPath(), "/"))
+	add(u.RawQuery)
+	if q, err := url.QueryUnescape(u.RawQuery); err == nil {
+		add(q)
+	}
+	if pw, ok := u.User.Password(); ok {
+		add(pw)
+	}
+	// Longest first, so a path is replaced whole before a part of it is.
+	slices.SortStableFunc(out, func(a, b string) int { return len(b) - len(a) })
+	return out
+}
+
+// DestinationName names a destination for metrics and logs: its kind, its
+// host, and the first 8 hex digits of the SHA-256 of its URL (without user
+// info, normalized as in NormalizeURL), e.g.
+// "webhook/hooks.example.com/1f2e3d4c". The name depends on the URL alone,
+// not on the destination's position in the configuration, so a reload that
+// removes another destination on the same host leaves it, and its queue,
+// alone. It holds no credential, path or query: a webhook URL often carries
+// a token in its path.
 func DestinationName(kind, rawURL string) string {
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Host == "" {
 		return kind + "/invalid-url"
 	}
-	return kind + "/" + strings.ToLower(u.Host)
+	sum := sha256.Sum256([]byte(NormalizeURL(u)))
+	return kind + "/" + strings.ToLower(u.Host) + "/" + hex.EncodeToString(sum[:4])
+}
+
+// NormalizeURL returns the URL as a destination is told apart by: scheme
+// and host in lower case, the scheme's default port dropped, no trailing
+// slash, no user info (a rotated password is the same destination).
+func NormalizeURL(u *url.URL) string {
+	n := *u
+	n.User = nil
+	n.Scheme = strings.ToLower(n.Scheme)
+	host, port := strings.ToLower(n.Hostname()), n.Port()
+	if (n.Scheme == "http" && port == "80") || (n.Scheme == "https" && port == "443") {
+		port = ""
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port != "" {
+		host += ":" + port
+	}
+	n.Host = host
+	n.Path = strings.TrimSuffix(n.Path, "/")
+	n.RawPath = strings.TrimSuffix(n.RawPath, "/")
+	return n.String()
 }

@@ -274,7 +274,7 @@ type dispatcher struct {
 	mu       sync.Mutex
 	notifier Notifier
 	resends  bool
-	queue    []Message
+	queue    queue
 	// failing is true from a failed attempt to the next success, so that a
 	// destination that is down is logged once, not at every retry.
 	failing bool
@@ -316,53 +316,45 @@ func (d *dispatcher) enqueue(msgs []Message) {
 
 func (d *dispatcher) addLocked(m Message) {
 	// The latest queued message of the same alert decides.
-	for i := len(d.queue) - 1; i >= 0; i-- {
-		q := d.queue[i]
-		if q.Alert.Fingerprint != m.Alert.Fingerprint {
-			continue
+	if q := d.queue.latest(m.Alert.Fingerprint); q != nil {
+		// A firing alert never overtakes a resolve: it queues behind it.
+		if !q.msg.Alert.Resolved() || m.Alert.Resolved() {
+			m.Resend = m.Resend && q.msg.Resend
+			d.queue.replace(q, m)
+			return
 		}
-		if q.Alert.Resolved() && !m.Alert.Resolved() {
-			break // a firing alert never overtakes a resolve: queue it behind
-		}
-		m.Resend = m.Resend && q.Resend
-		d.queue[i] = m
-		return
 	}
-	if len(d.queue) >= d.r.opts.QueueCapacity && !d.makeRoomLocked(m) {
+	if d.queue.len() >= d.r.opts.QueueCapacity && !d.makeRoomLocked(m) {
 		d.count(ResultDropped, 1)
 		d.logger.Warn("alert queue full; dropped a firing alert re-send", "alertname", m.Alert.Name())
 		return
 	}
-	d.queue = append(d.queue, m)
+	d.queue.pushBack(m)
 }
 
 // makeRoomLocked applies the drop policy (see Router) for the incoming
 // message m. It reports false when m itself is to be dropped.
 func (d *dispatcher) makeRoomLocked(m Message) bool {
-	drop := func(i int) bool {
+	drop := func(e *entry) bool {
 		d.count(ResultDropped, 1)
-		d.logger.Warn("alert queue full; dropped the oldest queued firing alert", "alertname", d.queue[i].Alert.Name())
-		d.queue = slices.Delete(d.queue, i, i+1)
+		d.logger.Warn("alert queue full; dropped the oldest queued firing alert", "alertname", e.msg.Alert.Name())
+		d.queue.remove(e)
 		return true
 	}
-	for i, q := range d.queue {
-		if q.Resend && !q.Alert.Resolved() {
-			return drop(i)
-		}
+	if e := d.queue.oldestResend(); e != nil {
+		return drop(e)
 	}
 	if m.Resend && !m.Alert.Resolved() {
 		return false
 	}
-	for i, q := range d.queue {
-		if !q.Alert.Resolved() {
-			return drop(i)
-		}
+	if e := d.queue.oldestFiring(); e != nil {
+		return drop(e)
 	}
 	return m.Alert.Resolved()
 }
 
 func (d *dispatcher) queuedChangedLocked() {
-	d.r.queued.WithLabelValues(d.name).Set(float64(len(d.queue)))
+	d.r.queued.WithLabelValues(d.name).Set(float64(d.queue.len()))
 }
 
 // next waits for queued messages and takes a batch of them, at most one per
@@ -371,21 +363,20 @@ func (d *dispatcher) next() ([]Message, Notifier) {
 	for {
 		d.mu.Lock()
 		if d.ctx.Err() != nil {
-			d.count(ResultDropped, len(d.queue))
-			d.queue = nil
+			d.count(ResultDropped, d.queue.len())
+			d.queue.clear()
 			d.queuedChangedLocked()
 			d.mu.Unlock()
 			return nil, nil
 		}
-		if len(d.queue) > 0 {
+		if d.queue.len() > 0 {
+			var batch []Message
 			seen := map[string]bool{}
-			n := 0
-			for n < len(d.queue) && n < d.r.opts.MaxBatch && !seen[d.queue[n].Alert.Fingerprint] {
-				seen[d.queue[n].Alert.Fingerprint] = true
-				n++
+			for e := d.queue.front(); e != nil && len(batch) < d.r.opts.MaxBatch && !seen[e.msg.Alert.Fingerprint]; e = d.queue.front() {
+				seen[e.msg.Alert.Fingerprint] = true
+				batch = append(batch, e.msg)
+				d.queue.remove(e)
 			}
-			batch := slices.Clone(d.queue[:n])
-			d.queue = slices.Delete(d.queue, 0, n)
 			d.queuedChangedLocked()
 			n2 := d.notifier
 			d.mu.Unlock()
@@ -397,7 +388,7 @@ func (d *dispatcher) next() ([]Message, Notifier) {
 		case <-d.ctx.Done():
 		case <-d.draining:
 			d.mu.Lock()
-			empty := len(d.queue) == 0
+			empty := d.queue.len() == 0
 			d.mu.Unlock()
 			if empty {
 				return nil, nil
@@ -410,6 +401,11 @@ func (d *dispatcher) run() {
 	defer close(d.done)
 	defer d.cancel()
 	backoff := d.r.opts.MinBackoff
+	// draining cuts one backoff short: at shutdown the grace period is
+	// shorter than MaxBackoff, and a queued resolve must not wait it out.
+	// After that the channel is nil and the backoff runs its course again,
+	// so a destination that is still down is not retried in a busy loop.
+	draining := d.draining
 	for {
 		batch, notifier := d.next()
 		if batch == nil {
@@ -458,10 +454,14 @@ func (d *dispatcher) run() {
 		t := time.NewTimer(backoff)
 		select {
 		case <-t.C:
+			backoff = min(2*backoff, d.r.opts.MaxBackoff)
+		case <-draining:
+			t.Stop()
+			draining = nil
+			backoff = d.r.opts.MinBackoff
 		case <-d.ctx.Done():
 			t.Stop()
 		}
-		backoff = min(2*backoff, d.r.opts.MaxBackoff)
 	}
 }
 
@@ -471,8 +471,8 @@ func (d *dispatcher) requeueLocked(batch []Message) {
 	var keep []Message
 	for _, m := range batch {
 		superseded := false
-		for _, q := range d.queue {
-			if q.Alert.Fingerprint == m.Alert.Fingerprint && (!m.Alert.Resolved() || q.Alert.Resolved()) {
+		for _, q := range d.queue.queued(m.Alert.Fingerprint) {
+			if !m.Alert.Resolved() || q.msg.Alert.Resolved() {
 				superseded = true
 				break
 			}
@@ -481,17 +481,17 @@ func (d *dispatcher) requeueLocked(batch []Message) {
 			keep = append(keep, m)
 		}
 	}
-	d.queue = append(keep, d.queue...)
-	for len(d.queue) > d.r.opts.QueueCapacity {
-		i := slices.IndexFunc(d.queue, func(q Message) bool { return q.Resend && !q.Alert.Resolved() })
-		if i < 0 {
-			i = slices.IndexFunc(d.queue, func(q Message) bool { return !q.Alert.Resolved() })
+	d.queue.pushFront(keep)
+	for d.queue.len() > d.r.opts.QueueCapacity {
+		e := d.queue.oldestResend()
+		if e == nil {
+			e = d.queue.oldestFiring()
 		}
-		if i < 0 {
+		if e == nil {
 			break
 		}
 		d.count(ResultDropped, 1)
-		d.queue = slices.Delete(d.queue, i, i+1)
+		d.queue.remove(e)
 	}
 	d.queuedChangedLocked()
 }

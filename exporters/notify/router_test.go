@@ -98,7 +98,7 @@ func (r *Router) queueOf(name string) []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var out []string
-	for _, m := range d.queue {
+	for _, m := range d.queue.messages() {
 		s := m.Alert.Status + ":" + m.Alert.Name()
 		if m.Resend {
 			s += "(resend)"
@@ -327,21 +327,70 @@ func TestRouterStopDrainsQueues(t *testing.T) {
 	}
 }
 
+// A resolve that failed once while the destination is up again must not wait
+// out a backoff longer than the shutdown grace: draining retries at once.
+func TestRouterStopCutsBackoffShort(t *testing.T) {
+	r := NewRouter(RouterOptions{MinBackoff: time.Minute, MaxBackoff: time.Minute})
+	n := &fakeNotifier{answers: []answer{{true, errors.New("HTTP 503")}}}
+	r.Update([]Destination{{Name: "webhook", Notifier: n}})
+	r.Send(resolved("A"))
+	waitFor(t, "the failed attempt to be queued again", func() bool {
+		return len(n.sent()) == 1 && len(r.queueOf("webhook")) == 1
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	r.Stop(ctx)
+	if got := n.sent(); !slices.Equal(got, []string{"resolved:A", "resolved:A"}) {
+		t.Errorf("sent %v; the queued resolve was not retried at shutdown", got)
+	}
+	if d := testutil.ToFloat64(r.total.WithLabelValues("webhook", ResultDropped)); d != 0 {
+		t.Errorf("dropped at shutdown = %v, want 0", d)
+	}
+}
+
 func TestDestinationNameHasNoCredentials(t *testing.T) {
 	for in, want := range map[string]string{
-		"http://127.0.0.1:9093":                                 "alertmanager/127.0.0.1:9093",
-		"https://user:pass@AM.example.com/prefix?token=abc":     "alertmanager/am.example.com",
-		"https://hooks.example.com/services/T000/B000/XXXXXXXX": "alertmanager/hooks.example.com",
-		"::": "alertmanager/invalid-url",
+		"http://127.0.0.1:9093":                                 "alertmanager/127.0.0.1:9093/",
+		"https://user:pass@AM.example.com/prefix?token=abc":     "alertmanager/am.example.com/",
+		"https://hooks.example.com/services/T000/B000/XXXXXXXX": "alertmanager/hooks.example.com/",
 	} {
 		got := DestinationName("alertmanager", in)
-		if got != want {
-			t.Errorf("DestinationName(%q) = %q, want %q", in, got, want)
+		if !strings.HasPrefix(got, want) || len(got) != len(want)+8 {
+			t.Errorf("DestinationName(%q) = %q, want %s and 8 hex digits", in, got, want)
 		}
-		for _, secret := range []string{"pass", "abc", "XXXX"} {
+		for _, secret := range []string{"pass", "abc", "XXXX", "prefix", "services"} {
 			if strings.Contains(got, secret) {
 				t.Errorf("DestinationName(%q) leaks %q", in, secret)
 			}
+		}
+	}
+	if got := DestinationName("alertmanager", "::"); got != "alertmanager/invalid-url" {
+		t.Errorf("DestinationName(::) = %q", got)
+	}
+}
+
+// Two destinations on one host have different names that do not depend on
+// their order; spellings of one URL, or a rotated password, keep the name.
+func TestDestinationNameIsStable(t *testing.T) {
+	a := DestinationName("webhook", "https://hooks.example.com/T0/B0/one")
+	b := DestinationName("webhook", "https://hooks.example.com/T0/B0/two")
+	if a == b {
+		t.Errorf("two webhooks on one host share the name %q", a)
+	}
+	if again := DestinationName("webhook", "https://hooks.example.com/T0/B0/two"); again != b {
+		t.Errorf("the name changed: %q, then %q", b, again)
+	}
+	same := DestinationName("alertmanager", "http://am:pw1@127.0.0.1:9093")
+	for _, u := range []string{"http://am:pw2@127.0.0.1:9093/", "HTTP://127.0.0.1:9093", "https://AM.example.com:443/x/"} {
+		n := DestinationName("alertmanager", u)
+		if u == "https://AM.example.com:443/x/" {
+			if n != DestinationName("alertmanager", "https://am.example.com:443/x") || n == DestinationName("alertmanager", "https://am.example.com/y") {
+				t.Errorf("DestinationName(%q) = %q", u, n)
+			}
+			continue
+		}
+		if n != same {
+			t.Errorf("DestinationName(%q) = %q, want %q", u, n, same)
 		}
 	}
 }

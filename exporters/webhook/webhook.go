@@ -74,6 +74,9 @@ type Notifier struct {
 	externalURL  string
 	header       http.Header
 	client       *http.Client
+	// secrets must not appear in an error: the URL's path and query often
+	// carry a token, and a receiver's error page may echo them.
+	secrets []string
 }
 
 var _ notify.Notifier = (*Notifier)(nil)
@@ -98,8 +101,10 @@ func New(o Options) (*Notifier, error) {
 		header:       http.Header{},
 		client:       notify.NewHTTPClient(o.TLS, o.Timeout),
 	}
+	n.secrets = notify.URLSecrets(u)
 	if o.Secret != "" {
 		n.secret = []byte(o.Secret.Reveal())
+		n.secrets = append(n.secrets, o.Secret.Reveal())
 	}
 	if o.UserAgent != "" {
 		n.header.Set("User-Agent", o.UserAgent)
@@ -107,24 +112,30 @@ func New(o Options) (*Notifier, error) {
 	return n, nil
 }
 
-// Notify posts the alerts in one payload, leaving resolved ones out unless
-// SendResolved is set.
+// Notify posts one payload per group of alerts that share alertname and
+// org, leaving resolved ones out unless SendResolved is set. A group's
+// status, groupKey and common labels then describe that group alone, so a
+// receiver that acts on them sees a resolve under the same groupKey as the
+// firing payload it closes, never inside another org's firing payload.
+//
+// The payloads go out in order and Notify stops at the first failure. The
+// Notifier contract has one result for the whole batch, so a retry sends
+// again the groups that were already accepted; receivers see a repeat of the
+// same status, which Alertmanager's own retries also produce.
 func (n *Notifier) Notify(ctx context.Context, alerts ...notify.Alert) (bool, error) {
-	p := n.payload(alerts)
-	if len(p.Alerts) == 0 {
-		return false, nil
-	}
-	body, err := json.Marshal(p)
-	if err != nil {
-		return false, fmt.Errorf("webhook: encode payload: %w", err)
-	}
-	header := n.header.Clone()
-	if n.secret != nil {
-		header.Set(SignatureHeader, Sign(n.secret, body))
-	}
-	retry, err := notify.PostJSON(ctx, n.client, notify.Request{URL: n.url, Header: header, Body: body})
-	if err != nil {
-		return retry, fmt.Errorf("webhook: post %d alert(s): %w", len(p.Alerts), err)
+	for _, p := range n.payloads(alerts) {
+		body, err := json.Marshal(p)
+		if err != nil {
+			return false, fmt.Errorf("webhook: encode payload: %w", err)
+		}
+		header := n.header.Clone()
+		if n.secret != nil {
+			header.Set(SignatureHeader, Sign(n.secret, body))
+		}
+		retry, err := notify.PostJSON(ctx, n.client, notify.Request{URL: n.url, Header: header, Body: body, Secrets: n.secrets})
+		if err != nil {
+			return retry, fmt.Errorf("webhook: post %d alert(s): %w", len(p.Alerts), err)
+		}
 	}
 	return false, nil
 }
@@ -143,14 +154,11 @@ func Verify(key, body []byte, header string) bool {
 	return hmac.Equal([]byte(header), []byte(Sign(key, body)))
 }
 
-func (n *Notifier) payload(alerts []notify.Alert) Payload {
-	p := Payload{
-		Version:     PayloadVersion,
-		Status:      notify.StatusResolved,
-		Receiver:    n.receiver,
-		ExternalURL: n.externalURL,
-		Alerts:      make([]notify.Alert, 0, len(alerts)),
-	}
+// payloads groups the alerts by groupBy, in the order each group first
+// appears, and returns one payload per group.
+func (n *Notifier) payloads(alerts []notify.Alert) []Payload {
+	var keys []string
+	groups := map[string][]notify.Alert{}
 	for _, a := range alerts {
 		if a.Resolved() && !n.sendResolved {
 			continue
@@ -162,26 +170,54 @@ func (n *Notifier) payload(alerts []notify.Alert) Payload {
 		if !a.Resolved() {
 			// Alertmanager's webhook shows firing alerts without an end.
 			a.EndsAt = time.Time{}
-			p.Status = notify.StatusFiring
 		}
-		p.Alerts = append(p.Alerts, a)
+		k := groupLabels(a.Labels).String()
+		if _, ok := groups[k]; !ok {
+			keys = append(keys, k)
+		}
+		groups[k] = append(groups[k], a)
+	}
+	out := make([]Payload, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, n.payload(groups[k]))
+	}
+	return out
+}
+
+// groupLabels are the groupBy labels an alert has.
+func groupLabels(labels map[string]string) model.LabelSet {
+	ls := model.LabelSet{}
+	for _, l := range groupBy {
+		if v, ok := labels[l]; ok {
+			ls[model.LabelName(l)] = model.LabelValue(v)
+		}
+	}
+	return ls
+}
+
+// payload is the payload of one group: alerts that share their groupBy labels.
+func (n *Notifier) payload(alerts []notify.Alert) Payload {
+	p := Payload{
+		Version:     PayloadVersion,
+		Status:      notify.StatusResolved,
+		Receiver:    n.receiver,
+		ExternalURL: n.externalURL,
+		Alerts:      alerts,
+		GroupLabels: map[string]string{},
 	}
 	var labels, annotations []map[string]string
-	for _, a := range p.Alerts {
+	for _, a := range alerts {
+		if !a.Resolved() {
+			p.Status = notify.StatusFiring
+		}
 		labels = append(labels, a.Labels)
 		annotations = append(annotations, a.Annotations)
 	}
 	p.CommonLabels = common(labels)
 	p.CommonAnnotations = common(annotations)
-	p.GroupLabels = map[string]string{}
-	for _, l := range groupBy {
-		if v, ok := p.CommonLabels[l]; ok {
-			p.GroupLabels[l] = v
-		}
-	}
-	ls := model.LabelSet{}
-	for k, v := range p.GroupLabels {
-		ls[model.LabelName(k)] = model.LabelValue(v)
+	ls := groupLabels(p.CommonLabels)
+	for k, v := range ls {
+		p.GroupLabels[string(k)] = string(v)
 	}
 	p.GroupKey = "{}/tokenwatch:" + ls.String()
 	return p

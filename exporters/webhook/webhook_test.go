@@ -69,8 +69,14 @@ func TestPayloadHasAlertmanagersShape(t *testing.T) {
 	if retry, err := n.Notify(context.Background(), testAlert("acme", notify.StatusFiring), testAlert("globex", notify.StatusResolved)); err != nil || retry {
 		t.Fatalf("Notify = %v, %v", retry, err)
 	}
-	var p map[string]any
+	if h.count() != 2 {
+		t.Fatalf("posted %d payloads, want one per org", h.count())
+	}
+	var p, p1 map[string]any
 	if err := json.Unmarshal(h.bodies[0], &p); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(h.bodies[1], &p1); err != nil {
 		t.Fatal(err)
 	}
 	for key, want := range map[string]any{
@@ -79,26 +85,26 @@ func TestPayloadHasAlertmanagersShape(t *testing.T) {
 		"receiver":        "tokenwatch",
 		"externalURL":     "http://tokenwatch.example.com:9851/",
 		"truncatedAlerts": float64(0),
-		"groupKey":        `{}/tokenwatch:{alertname="TokenIntrospectionInactive"}`,
+		"groupKey":        `{}/tokenwatch:{alertname="TokenIntrospectionInactive", org="acme"}`,
 	} {
 		if p[key] != want {
 			t.Errorf("%s = %v, want %v", key, p[key], want)
 		}
 	}
-	if g := p["groupLabels"].(map[string]any); len(g) != 1 || g["alertname"] != "TokenIntrospectionInactive" {
+	if g := p["groupLabels"].(map[string]any); len(g) != 2 || g["alertname"] != "TokenIntrospectionInactive" || g["org"] != "acme" {
 		t.Errorf("groupLabels = %v", g)
 	}
-	if c := p["commonLabels"].(map[string]any); c["team"] != "crm" || c["org"] != nil {
+	if c := p["commonLabels"].(map[string]any); c["team"] != "crm" || c["org"] != "acme" {
 		t.Errorf("commonLabels = %v", c)
 	}
-	if c := p["commonAnnotations"].(map[string]any); c["fix"] != "Enable Introspect All Tokens" || c["summary"] != nil {
+	if c := p["commonAnnotations"].(map[string]any); c["fix"] != "Enable Introspect All Tokens" || c["summary"] != "Introspection of acme answered inactive" {
 		t.Errorf("commonAnnotations = %v", c)
 	}
-	alerts := p["alerts"].([]any)
-	if len(alerts) != 2 {
-		t.Fatalf("alerts = %v", alerts)
+	alerts, alerts1 := p["alerts"].([]any), p1["alerts"].([]any)
+	if len(alerts) != 1 || len(alerts1) != 1 {
+		t.Fatalf("alerts = %v and %v", alerts, alerts1)
 	}
-	a0, a1 := alerts[0].(map[string]any), alerts[1].(map[string]any)
+	a0, a1 := alerts[0].(map[string]any), alerts1[0].(map[string]any)
 	for _, key := range []string{"status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint"} {
 		if _, ok := a0[key]; !ok {
 			t.Errorf("alert lacks %s", key)
@@ -107,8 +113,8 @@ func TestPayloadHasAlertmanagersShape(t *testing.T) {
 	if a0["status"] != "firing" || a0["endsAt"] != "0001-01-01T00:00:00Z" || a0["startsAt"] != "2026-11-26T12:00:00Z" {
 		t.Errorf("firing alert: status %v, startsAt %v, endsAt %v (Alertmanager shows no end for firing alerts)", a0["status"], a0["startsAt"], a0["endsAt"])
 	}
-	if a1["status"] != "resolved" || a1["endsAt"] != "2026-11-26T12:03:00Z" {
-		t.Errorf("resolved alert: status %v, endsAt %v", a1["status"], a1["endsAt"])
+	if p1["status"] != "resolved" || a1["status"] != "resolved" || a1["endsAt"] != "2026-11-26T12:03:00Z" {
+		t.Errorf("resolved payload: status %v; alert status %v, endsAt %v", p1["status"], a1["status"], a1["endsAt"])
 	}
 	if a0["fingerprint"] != notify.Fingerprint(testAlert("acme", "").Labels) {
 		t.Errorf("fingerprint = %v", a0["fingerprint"])
@@ -121,8 +127,91 @@ func TestPayloadHasAlertmanagersShape(t *testing.T) {
 	if _, err := n.Notify(context.Background(), testAlert("acme", notify.StatusResolved)); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(h.bodies[1]), `"status":"resolved","receiver"`) {
-		t.Errorf("resolved payload: %s", h.bodies[1])
+	if !strings.Contains(string(h.bodies[2]), `"status":"resolved","receiver"`) {
+		t.Errorf("resolved payload: %s", h.bodies[2])
+	}
+}
+
+// A batch that mixes orgs must not put one org's resolve in a payload whose
+// status is firing or whose groupKey differs from that org's firing payload:
+// a receiver acting on either would never close the alert.
+func TestPayloadPerAlertGroup(t *testing.T) {
+	h := &hook{}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	n, err := New(Options{URL: srv.URL, SendResolved: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := n.Notify(ctx, testAlert("acme", notify.StatusFiring)); err != nil {
+		t.Fatal(err)
+	}
+	expiring := testAlert("acme", notify.StatusFiring)
+	expiring.Labels["alertname"] = "TokenExpiresSoon"
+	if _, err := n.Notify(ctx, testAlert("globex", notify.StatusFiring), testAlert("acme", notify.StatusResolved), expiring); err != nil {
+		t.Fatal(err)
+	}
+	type payload struct {
+		Status       string            `json:"status"`
+		GroupKey     string            `json:"groupKey"`
+		GroupLabels  map[string]string `json:"groupLabels"`
+		CommonLabels map[string]string `json:"commonLabels"`
+		Alerts       []notify.Alert    `json:"alerts"`
+	}
+	var ps []payload
+	for _, b := range h.bodies {
+		var p payload
+		if err := json.Unmarshal(b, &p); err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	if len(ps) != 4 {
+		t.Fatalf("posted %d payloads, want 4 (one, then one per alertname and org)", len(ps))
+	}
+	for i, p := range ps {
+		if len(p.Alerts) != 1 || p.Status != p.Alerts[0].Status {
+			t.Errorf("payload %d: status %s with alerts %v", i, p.Status, p.Alerts)
+			continue
+		}
+		a := p.Alerts[0]
+		if p.GroupLabels["org"] != a.Labels["org"] || p.GroupLabels["alertname"] != a.Name() || p.CommonLabels["org"] != a.Labels["org"] {
+			t.Errorf("payload %d: groupLabels %v, commonLabels %v for alert %v", i, p.GroupLabels, p.CommonLabels, a.Labels)
+		}
+	}
+	fired, resolvedAcme := ps[0], ps[2]
+	if resolvedAcme.Status != notify.StatusResolved || resolvedAcme.Alerts[0].Labels["org"] != "acme" {
+		t.Fatalf("third payload is not acme's resolve: %+v", resolvedAcme)
+	}
+	if fired.GroupKey != resolvedAcme.GroupKey {
+		t.Errorf("acme's resolve has groupKey %q, its firing payload %q", resolvedAcme.GroupKey, fired.GroupKey)
+	}
+	if ps[1].GroupKey == fired.GroupKey || ps[3].GroupKey == fired.GroupKey {
+		t.Errorf("another group shares acme's groupKey %q", fired.GroupKey)
+	}
+}
+
+// A receiver's error page that echoes the request path (Express: "Cannot
+// POST /hooks/...") must not put the token of the path into the error.
+func TestErrorHidesURLPathAndQuery(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "Cannot POST "+r.URL.RequestURI(), http.StatusNotFound)
+	}))
+	defer srv.Close()
+	n, err := New(Options{URL: srv.URL + "/hooks/T0/B0/SeCrEt?token=QuErYtOkEn"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = n.Notify(context.Background(), testAlert("acme", notify.StatusFiring))
+	if err == nil {
+		t.Fatal("a 404 was accepted")
+	}
+	if strings.Contains(err.Error(), "SeCrEt") || strings.Contains(err.Error(), "QuErYtOkEn") {
+		t.Errorf("error leaks the URL path or query: %v", err)
+	}
+	if !strings.Contains(err.Error(), "HTTP 404: Cannot POST <secret>") {
+		t.Errorf("error = %v, want the answer with the path redacted", err)
 	}
 }
 
