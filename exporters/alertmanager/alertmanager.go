@@ -8,10 +8,8 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -52,9 +50,9 @@ var _ notify.Notifier = (*Notifier)(nil)
 
 // New returns a Notifier for the Alertmanager at o.URL.
 func New(o Options) (*Notifier, error) {
-	u, err := url.Parse(o.URL)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return nil, errors.New("alertmanager: the URL must be an absolute http(s) URL")
+	u, err := notify.ParseURL("alertmanager", o.URL)
+	if err != nil {
+		return nil, err
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second

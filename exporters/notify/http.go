@@ -171,3 +171,13 @@ func NormalizeURL(u *url.URL) string {
 	n.RawPath = strings.TrimSuffix(n.RawPath, "/")
 	return n.String()
 }
+
+// ParseURL reads a destination's URL, which must be absolute http(s); kind
+// names the destination in the error.
+func ParseURL(kind, raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, errors.New(kind + ": the URL must be an absolute http(s) URL")
+	}
+	return u, nil
+}

@@ -11,10 +11,8 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -83,9 +81,9 @@ var _ notify.Notifier = (*Notifier)(nil)
 
 // New returns a Notifier for the webhook at o.URL.
 func New(o Options) (*Notifier, error) {
-	u, err := url.Parse(o.URL)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return nil, errors.New("webhook: the URL must be an absolute http(s) URL")
+	u, err := notify.ParseURL("webhook", o.URL)
+	if err != nil {
+		return nil, err
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
