@@ -104,34 +104,16 @@ func (r *reader) alerting(s *section) Alerting {
 	// Each destination is named by its URL; the same URL twice would get
 	// every notification twice.
 	urls := map[string]string{}
-	if items, ok := s.list("alertmanagers"); ok {
-		for i, item := range items {
-			ds := newSection(&r.probs, fmt.Sprintf("%s[%d]", s.key("alertmanagers"), i), item)
-			if !ds.present {
-				if item == nil {
-					r.probs.add(ds.path, "empty entry (remove the dash or fill it in)")
-				}
-				continue
-			}
-			am := r.alertmanager(ds)
-			r.checkDuplicateDestination(ds.key("url"), am.URL, urls)
-			a.Alertmanagers = append(a.Alertmanagers, am)
-		}
-	}
-	if items, ok := s.list("webhooks"); ok {
-		for i, item := range items {
-			ds := newSection(&r.probs, fmt.Sprintf("%s[%d]", s.key("webhooks"), i), item)
-			if !ds.present {
-				if item == nil {
-					r.probs.add(ds.path, "empty entry (remove the dash or fill it in)")
-				}
-				continue
-			}
-			wh := r.webhook(ds)
-			r.checkDuplicateDestination(ds.key("url"), wh.URL, urls)
-			a.Webhooks = append(a.Webhooks, wh)
-		}
-	}
+	r.destinations(s, "alertmanagers", func(ds *section) {
+		am := r.alertmanager(ds)
+		r.checkDuplicateDestination(ds.key("url"), am.URL, urls)
+		a.Alertmanagers = append(a.Alertmanagers, am)
+	})
+	r.destinations(s, "webhooks", func(ds *section) {
+		wh := r.webhook(ds)
+		r.checkDuplicateDestination(ds.key("url"), wh.URL, urls)
+		a.Webhooks = append(a.Webhooks, wh)
+	})
 	s.done()
 	return a
 }
@@ -146,6 +128,24 @@ func (r *reader) checkDuplicateDestination(path, u string, seen map[string]strin
 		return
 	}
 	seen[key] = path
+}
+
+// destinations reads the list under key, handing each filled-in entry to read.
+func (r *reader) destinations(s *section, key string, read func(ds *section)) {
+	items, ok := s.list(key)
+	if !ok {
+		return
+	}
+	for i, item := range items {
+		ds := newSection(&r.probs, fmt.Sprintf("%s[%d]", s.key(key), i), item)
+		if !ds.present {
+			if item == nil {
+				r.probs.add(ds.path, "empty entry (remove the dash or fill it in)")
+			}
+			continue
+		}
+		read(ds)
+	}
 }
 
 // destinationKey is the URL as destinations are told apart: scheme and host
