@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -19,6 +20,7 @@ import (
 	"github.com/tokenwatch/tokenwatch/checks"
 	"github.com/tokenwatch/tokenwatch/configs"
 	promexp "github.com/tokenwatch/tokenwatch/exporters/prometheus"
+	"github.com/tokenwatch/tokenwatch/internal/store"
 )
 
 // Observer receives the agent's state: exporters implement it.
@@ -48,8 +50,11 @@ type Options struct {
 	// Alerts receives the alert notifications; nil evaluates alerts
 	// (Alerts shows them) but sends nothing, so none ever fires.
 	Alerts AlertSender
-	// Clock tells the time of alerts; time.Now when nil.
+	// Clock tells the time of alerts, backoffs and the login budget; time.Now when nil.
 	Clock func() time.Time
+	// Store keeps rotated refresh tokens, alert state and last results
+	// across restarts; nil keeps them in memory only.
+	Store *store.Store
 }
 
 // Instruments receive the agent's own health signals.
@@ -58,7 +63,17 @@ type Instruments interface {
 	CheckStarted(waited time.Duration)
 	// CheckFinished is called when it gave the slot back.
 	CheckFinished()
+	// LoginSent is called for each token request a check sent.
+	LoginSent()
+	// LoginDeferred is called for a check that did not log in: reason is
+	// "backoff" or "budget".
+	LoginDeferred(reason string)
+	// StoreFailed is called when writing to the state store failed.
+	StoreFailed()
 }
+
+// ErrStopped is returned by Apply once Stop has begun.
+var ErrStopped = errors.New("agent stopped")
 
 // Agent schedules and runs the checks of every configured org.
 type Agent struct {
@@ -66,14 +81,32 @@ type Agent struct {
 	opts   Options
 	cron   *cron.Cron
 
+	// ctx is the context of every check; Stop cancels it when its grace
+	// period runs out.
+	ctx    context.Context
+	cancel context.CancelFunc
+
 	mu   sync.Mutex
 	orgs map[string]*orgJob
-	// sem bounds concurrent checks; replaced when max_concurrent_checks changes.
-	sem     chan struct{}
-	stopped chan struct{}
-	once    sync.Once
-	// immediate counts the first runs of added orgs, which cron does not track.
-	immediate sync.WaitGroup
+	// sem bounds concurrent scheduled checks; probeSem the /probe checks,
+	// apart, so a /probe flood never holds up the schedule. Both are
+	// replaced when their bound changes.
+	sem      chan struct{}
+	probeSem chan struct{}
+	global   configs.Global
+	stopping bool
+	stopped  chan struct{}
+	once     sync.Once
+	// tasks tracks every goroutine the agent starts outside cron (first
+	// runs, /probe checks, closing replaced checkers), so Stop waits for them.
+	tasks sync.WaitGroup
+	// chains are the refresh token chains by org, kept across reloads.
+	chains map[string]*chainHolder
+	logins *loginBudget
+	// loaded says whether the results and alert state of the store were read.
+	loaded bool
+	// state writes results and alert state to the store behind the checks.
+	state *stateWriter
 
 	alerts *alerter
 }
@@ -89,9 +122,26 @@ type orgJob struct {
 	// tls fingerprints the contents of the org's TLS files, so a renewed
 	// certificate at the same path counts as a change on reload.
 	tls string
+	// identity is who the org logs in as, for the login budget.
+	identity string
+	// running is set while a scheduled run goes on.
+	running atomic.Bool
 
 	mu   sync.Mutex
 	last *checks.Result
+	// rejections counts consecutive rejected logins; while it is positive
+	// the org backs off until nextAttempt.
+	rejections  int
+	nextAttempt time.Time
+	// probe is the /probe check in flight, which concurrent probes share.
+	probe *probeCall
+}
+
+// probeCall is one /probe check; done closes when res and err are set.
+type probeCall struct {
+	done chan struct{}
+	res  *checks.Result
+	err  error
 }
 
 // New makes an agent; call Apply to give it orgs and Start to run them.
@@ -105,14 +155,25 @@ func New(opts Options) *Agent {
 	if opts.NewChecker == nil {
 		opts.NewChecker = checks.NewChecker
 	}
+	if opts.Instruments == nil {
+		opts.Instruments = noInstruments{}
+	}
 	l := cronLogger{opts.Logger}
+	ctx, cancel := context.WithCancel(context.Background())
+	state := newStateWriter(opts.Store, opts.Logger, opts.Instruments)
 	a := &Agent{
-		logger:  opts.Logger,
-		opts:    opts,
-		orgs:    map[string]*orgJob{},
-		sem:     make(chan struct{}, 1),
-		stopped: make(chan struct{}),
-		alerts:  newAlerter(opts.Logger, opts.Alerts, opts.Clock),
+		logger:   opts.Logger,
+		opts:     opts,
+		ctx:      ctx,
+		cancel:   cancel,
+		orgs:     map[string]*orgJob{},
+		sem:      make(chan struct{}, 1),
+		probeSem: make(chan struct{}, 1),
+		stopped:  make(chan struct{}),
+		chains:   map[string]*chainHolder{},
+		logins:   newLoginBudget(),
+		state:    state,
+		alerts:   newAlerter(opts.Logger, opts.Alerts, opts.Clock, state),
 	}
 	a.cron = cron.New(
 		cron.WithLocation(time.UTC),
@@ -125,8 +186,9 @@ func New(opts Options) *Agent {
 
 // Start starts the scheduler and the re-sending of firing alerts.
 func (a *Agent) Start() {
+	a.state.start()
 	a.cron.Start()
-	go a.resendLoop()
+	a.tasks.Go(a.resendLoop)
 }
 
 // resendLoop re-sends firing alerts whose resend_interval has passed; a
@@ -144,41 +206,45 @@ func (a *Agent) resendLoop() {
 	}
 }
 
-// Stop stops scheduling, waits for running checks (bounded by ctx), then
-// revokes kept tokens. Firing alerts are not resolved: Alertmanager keeps
-// them until their endsAt, four times the longer of resend_interval and the
-// org's check interval after the last send. A restarted tokenwatch starts
-// with no alert state and fires them again after failure_threshold bad
-// checks; if the down time plus those checks outlast endsAt (a large
-// failure_threshold, a long outage), receivers see a resolve, then a new
-// firing. An org that recovered meanwhile is resolved only by endsAt.
+// Stop stops scheduling and waits for running checks; when ctx ends first,
+// it cancels them (a refresh already sent still runs to its own timeout, so
+// a rotated token is not lost). Then it revokes kept tokens. When Stop
+// returns, no goroutine of the agent runs.
+//
+// Firing alerts are not resolved: Alertmanager keeps them until their
+// endsAt, and with a store the next start carries them on under their
+// startsAt and resolves those whose org recovered meanwhile.
 func (a *Agent) Stop(ctx context.Context) {
+	a.mu.Lock()
+	a.stopping = true
+	a.mu.Unlock()
 	a.once.Do(func() { close(a.stopped) })
 	cronDone := a.cron.Stop()
 	done := make(chan struct{})
 	go func() {
 		<-cronDone.Done()
-		a.immediate.Wait()
+		a.tasks.Wait()
 		close(done)
 	}()
 	select {
 	case <-done:
 	case <-ctx.Done():
-		a.logger.Warn("shutdown did not wait for running checks", "err", ctx.Err())
+		a.logger.Warn("shutdown grace period over; cancelling running checks", "err", ctx.Err())
+		a.cancel()
+		<-done
 	}
+	a.cancel()
 	a.mu.Lock()
 	jobs := make([]*orgJob, 0, len(a.orgs))
 	for _, j := range a.orgs {
 		jobs = append(jobs, j)
 	}
+	slots := make(chan struct{}, cap(a.sem))
 	a.mu.Unlock()
 	// Revoke kept tokens with a fresh, short deadline (the grace period may be
 	// spent) and no more at once than checks may run.
 	revokeCtx, cancel := context.WithTimeout(context.Background(), revokeGrace)
 	defer cancel()
-	a.mu.Lock()
-	slots := make(chan struct{}, cap(a.sem))
-	a.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, j := range jobs {
 		wg.Go(func() {
@@ -188,6 +254,8 @@ func (a *Agent) Stop(ctx context.Context) {
 		})
 	}
 	wg.Wait()
+	// Last, so the results of the last checks are written too.
+	a.state.close()
 }
 
 // revokeGrace bounds revoking the kept tokens at shutdown.
@@ -205,7 +273,8 @@ func (a *Agent) inShard(name string) bool {
 
 // Apply makes cfg the running configuration: added orgs start, removed orgs
 // stop (their series vanish), unchanged orgs keep their state. An error
-// leaves the running configuration untouched.
+// leaves the running configuration untouched. The first Apply also reads
+// the store: the last results, backoffs and alert state of before a restart.
 func (a *Agent) Apply(cfg *configs.Config) error {
 	type planned struct {
 		org    configs.Org
@@ -236,9 +305,23 @@ func (a *Agent) Apply(cfg *configs.Config) error {
 	}
 
 	a.mu.Lock()
+	if a.stopping {
+		a.mu.Unlock()
+		return ErrStopped
+	}
 	if n := max(cfg.Global.MaxConcurrentChecks, 1); cap(a.sem) != n {
 		// Running checks release into the old channel; new ones use the new bound.
 		a.sem = make(chan struct{}, n)
+	}
+	if n := max(cfg.Global.Probe.MaxConcurrent, 1); cap(a.probeSem) != n {
+		a.probeSem = make(chan struct{}, n)
+	}
+	a.global = cfg.Global
+	a.logins.setLimit(cfg.Global.LoginBudget)
+	first := !a.loaded
+	if first {
+		a.alerts.load()
+		a.loaded = true
 	}
 	keep := map[string]bool{}
 	var added []*orgJob
@@ -250,19 +333,31 @@ func (a *Agent) Apply(cfg *configs.Config) error {
 	}
 	for _, p := range plan {
 		keep[p.org.Name] = true
-		var opts []checks.Option
+		var carried *orgJob
 		if old, ok := a.orgs[p.org.Name]; ok {
 			if sameOrg(old.org, p.org) && old.tls == p.tls {
 				continue
 			}
-			if sameRefreshChain(old.org, p.org) {
-				// Rotation retired the configured refresh token; carry the live one over.
-				opts = append(opts, checks.WithRefreshToken(old.checker.RefreshToken()))
-			}
+			carried = old
 			a.removeLocked(old)
 		}
+		opts := []checks.Option{}
+		if chain := a.chainLocked(p.org); chain != nil {
+			// Shared with the replaced checker: a refresh it has in flight
+			// finishes, and saves its rotated token, before this one's starts.
+			opts = append(opts, checks.WithRefreshChain(chain))
+		}
 		j := &orgJob{agent: a, org: p.org, info: p.target.Info(), checker: a.opts.NewChecker(p.target, opts...),
-			timeout: checkDeadline(p.target), tls: p.tls}
+			timeout: checkDeadline(p.target), tls: p.tls, identity: p.org.LoginIdentity()}
+		if carried != nil {
+			// A changed org starts afresh (no backoff: the change may be the
+			// fix) but keeps showing its last result until its next check.
+			carried.mu.Lock()
+			j.last = carried.last
+			carried.mu.Unlock()
+		} else if first {
+			a.restoreLocked(j)
+		}
 		j.entry = a.cron.Schedule(p.sched, j)
 		a.orgs[p.org.Name] = j
 		added = append(added, j)
@@ -270,42 +365,57 @@ func (a *Agent) Apply(cfg *configs.Config) error {
 	for name, j := range a.orgs {
 		if !keep[name] {
 			a.removeLocked(j)
+			a.forget(name)
 		}
+	}
+	for name := range a.chains {
+		if !keep[name] {
+			delete(a.chains, name)
+		}
+	}
+	if first {
+		a.pruneResults(keep)
 	}
 	current := a.infosLocked()
 	a.alerts.configure(cfg.Alerting)
 	a.alerts.setOrgs(orgs, infos)
+	if first {
+		a.alerts.resume()
+	}
+	if a.opts.RunOnStart {
+		for _, j := range added {
+			a.tasks.Go(j.Run)
+		}
+	}
 	a.mu.Unlock()
 
 	for _, o := range a.opts.Observers {
 		o.SetOrgs(current)
 	}
-	a.logger.Info("configuration applied", "orgs", len(current), "added_or_changed", len(added))
-	stopping := false
-	select {
-	case <-a.stopped:
-		stopping = true
-	default:
-	}
-	if a.opts.RunOnStart && !stopping {
-		for _, j := range added {
-			if e := a.cron.Entry(j.entry); e.Valid() {
-				a.immediate.Go(e.WrappedJob.Run)
+	for _, j := range added {
+		j.mu.Lock()
+		last := j.last
+		j.mu.Unlock()
+		if last != nil && last.Loaded {
+			for _, o := range a.opts.Observers {
+				o.Observe(j.info, last)
 			}
 		}
 	}
+	a.logger.Info("configuration applied", "orgs", len(current), "added_or_changed", len(added))
 	return nil
 }
 
+// removeLocked unschedules j and closes its checker in the background
+// (revoking a kept token without holding up the reload); Stop waits for it.
 func (a *Agent) removeLocked(j *orgJob) {
 	a.cron.Remove(j.entry)
 	delete(a.orgs, j.org.Name)
-	// Revoke a kept token without holding up the reload.
-	go func() {
+	a.tasks.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), j.timeout)
 		defer cancel()
 		j.checker.Close(ctx)
-	}()
+	})
 }
 
 func (a *Agent) infosLocked() []checks.Info {
@@ -334,46 +444,88 @@ func checkDeadline(t checks.Target) time.Duration {
 	return 5*to + time.Second
 }
 
-// Run is the scheduled job of one org.
+// Run is the scheduled job of one org. A run due while the last one still
+// goes on (a first run at start that met its first scheduled one) is skipped.
 func (j *orgJob) Run() {
-	// Graceful stop lets running checks finish; their deadline bounds the wait.
-	if _, err := j.run(context.Background()); err != nil {
-		j.agent.logger.Debug("check not run", "org", j.org.Name, "err", err)
-	}
-}
-
-// run waits for a concurrency slot, runs the check and publishes its result.
-func (j *orgJob) run(ctx context.Context) (*checks.Result, error) {
 	a := j.agent
+	if !j.running.CompareAndSwap(false, true) {
+		a.logger.Debug("check skipped: the previous run of the org is still going on", "org", j.org.Name)
+		return
+	}
+	defer j.running.Store(false)
 	a.mu.Lock()
 	sem := a.sem
 	a.mu.Unlock()
 	queued := time.Now()
 	select {
 	case sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	case <-a.stopped:
-		return nil, context.Canceled
+		return
 	}
 	defer func() { <-sem }()
-	if in := a.opts.Instruments; in != nil {
-		in.CheckStarted(time.Since(queued))
-		defer in.CheckFinished()
+	a.opts.Instruments.CheckStarted(time.Since(queued))
+	defer a.opts.Instruments.CheckFinished()
+	if _, err := j.check(false); err != nil {
+		a.logger.Debug("check not run", "org", j.org.Name, "err", err)
 	}
+}
 
-	checkCtx, cancel := context.WithTimeout(ctx, j.timeout)
+// check runs the org's check now, unless it may not log in (backing off, or
+// its identity's login budget spent: errNoLogin), and publishes the result.
+// force runs it even while the org backs off, and resets the backoff.
+func (j *orgJob) check(force bool) (*checks.Result, error) {
+	a := j.agent
+	now := a.opts.Clock()
+	j.mu.Lock()
+	if force {
+		j.rejections, j.nextAttempt = 0, time.Time{}
+	}
+	backingOff := now.Before(j.nextAttempt)
+	j.mu.Unlock()
+	if backingOff {
+		a.opts.Instruments.LoginDeferred("backoff")
+		return nil, fmt.Errorf("%w: the org backs off after a rejected login", promexp.ErrNoLogin)
+	}
+	if j.checker.WillLogIn() && !a.logins.take(j.identity, now) {
+		a.opts.Instruments.LoginDeferred("budget")
+		a.logger.Warn("login budget spent; check deferred", "org", j.org.Name, "identity", j.identity,
+			"budget_per_hour", a.logins.limitNow())
+		return nil, fmt.Errorf("%w: the login budget of %s is spent", promexp.ErrNoLogin, j.identity)
+	}
+	ctx, cancel := context.WithTimeout(a.ctx, j.timeout)
 	defer cancel()
-	res := j.checker.Check(checkCtx)
-	if err := ctx.Err(); err != nil {
-		// The caller (a /probe client) went away or its deadline (the scrape
-		// timeout) passed before the org's own: the result says nothing about
-		// the org, so neither observers nor alerts hear of it. The result goes
-		// back to the caller all the same (a /probe answers it as a failure).
+	res := j.checker.Check(ctx)
+	if loggedIn(res) {
+		a.opts.Instruments.LoginSent()
+	}
+	if err := a.ctx.Err(); err != nil {
+		// Cancelled at shutdown: the result says nothing about the org.
 		return res, err
 	}
+	j.backoff(res)
 	j.publish(res)
 	return res, nil
+}
+
+// backoff starts, lengthens or ends the org's backoff after res, and notes
+// the next attempt on res.
+func (j *orgJob) backoff(res *checks.Result) {
+	a := j.agent
+	a.mu.Lock()
+	b := a.global.Backoff
+	a.mu.Unlock()
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if !rejectedLogin(res.Outcome) {
+		j.rejections, j.nextAttempt = 0, time.Time{}
+		return
+	}
+	j.rejections++
+	wait := backoffWait(b, j.rejections, res.RetryAfter)
+	j.nextAttempt = a.opts.Clock().Add(wait)
+	res.NextAttempt = j.nextAttempt
+	a.logger.Warn("login rejected; backing off", "org", j.org.Name, "outcome", res.Outcome,
+		"rejections", j.rejections, "next_attempt", j.nextAttempt.UTC().Format(time.RFC3339))
 }
 
 // publish stores the result and tells the observers, unless the org was
@@ -389,6 +541,7 @@ func (j *orgJob) publish(res *checks.Result) {
 	j.mu.Lock()
 	prev := j.last
 	j.last = res
+	rejections := j.rejections
 	j.mu.Unlock()
 	logger := a.logger.With("org", j.org.Name)
 	switch {
@@ -402,6 +555,7 @@ func (j *orgJob) publish(res *checks.Result) {
 	default:
 		logger.Debug("check finished", "outcome", res.Outcome, "duration", res.Duration.Round(time.Millisecond))
 	}
+	a.saveResult(j.org.Name, res, rejections)
 	for _, o := range a.opts.Observers {
 		o.Observe(j.info, res)
 	}
@@ -415,24 +569,79 @@ func previousOutcome(r *checks.Result) string {
 	return string(r.Outcome)
 }
 
-// ProbeOrg runs the org's check now (for /probe) and publishes it like a scheduled one,
-// unless ctx ends first: then it returns ctx's error and publishes nothing.
-func (a *Agent) ProbeOrg(ctx context.Context, name string) (checks.Info, *checks.Result, error) {
+// ProbeOrg answers /probe: the org's last result when it is younger than
+// opts.MaxAge, else a new check. Concurrent probes of one org share one
+// check, which runs in the /probe slots (never the scheduled checks' ones)
+// to its own deadline and is published like a scheduled one, even when ctx
+// ends first: then ProbeOrg returns the last result, if any, and an error
+// wrapping ErrStillRunning. While the org may not log in (backoff, budget)
+// it returns the last result, if any, and an error wrapping ErrNoLogin.
+func (a *Agent) ProbeOrg(ctx context.Context, name string, opts promexp.ProbeOptions) (checks.Info, *checks.Result, error) {
 	a.mu.Lock()
 	j, ok := a.orgs[name]
+	maxAge := a.global.Probe.MaxAge
 	a.mu.Unlock()
 	if !ok {
 		return checks.Info{}, nil, fmt.Errorf("%w %q", ErrUnknownOrg, name)
 	}
-	res, err := j.run(ctx)
-	switch {
-	case errors.Is(err, context.DeadlineExceeded) && res != nil:
-		// The scrape timeout passed: answer what the check saw, unpublished.
-		return j.info, res, nil
-	case err != nil:
-		return j.info, nil, err
+	if opts.MaxAge >= 0 {
+		maxAge = opts.MaxAge
 	}
-	return j.info, res, nil
+	j.mu.Lock()
+	last := j.last
+	j.mu.Unlock()
+	if !opts.Force && maxAge > 0 && last != nil && !last.Loaded && a.opts.Clock().Sub(last.Start.Add(last.Duration)) < maxAge {
+		return j.info, last, nil
+	}
+	call, err := j.startProbe(opts.Force)
+	if err != nil {
+		return j.info, last, err
+	}
+	select {
+	case <-call.done:
+		if call.res == nil {
+			return j.info, last, call.err
+		}
+		return j.info, call.res, call.err
+	case <-ctx.Done():
+		return j.info, last, fmt.Errorf("%w: %w", promexp.ErrStillRunning, ctx.Err())
+	}
+}
+
+// startProbe joins the org's /probe check in flight or starts one.
+func (j *orgJob) startProbe(force bool) (*probeCall, error) {
+	a := j.agent
+	// a.mu before j.mu, as everywhere.
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.probe != nil {
+		return j.probe, nil
+	}
+	if a.stopping {
+		return nil, ErrStopped
+	}
+	call := &probeCall{done: make(chan struct{})}
+	j.probe = call
+	sem := a.probeSem
+	a.tasks.Go(func() {
+		defer func() {
+			j.mu.Lock()
+			j.probe = nil
+			j.mu.Unlock()
+			close(call.done)
+		}()
+		select {
+		case sem <- struct{}{}:
+		case <-a.stopped:
+			call.err = ErrStopped
+			return
+		}
+		defer func() { <-sem }()
+		call.res, call.err = j.check(force)
+	})
+	return call, nil
 }
 
 // Last returns the last result of every org (nil for orgs not yet checked), by name.

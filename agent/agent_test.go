@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net/http"
@@ -22,8 +23,12 @@ import (
 
 	"github.com/tokenwatch/tokenwatch/checks"
 	"github.com/tokenwatch/tokenwatch/configs"
+	promexp "github.com/tokenwatch/tokenwatch/exporters/prometheus"
 	"github.com/tokenwatch/tokenwatch/internal/orgsim"
 )
+
+// fresh asks a probe for a new check, as /probe?max_age=0s does.
+var fresh = promexp.ProbeOptions{MaxAge: 0}
 
 // recorder is an Observer that remembers what it was told.
 type recorder struct {
@@ -166,7 +171,7 @@ func TestApplyRunsAddsRemovesAndKeepsState(t *testing.T) {
 	if got := rec.sets[len(rec.sets)-1]; !slices.Equal(got, []string{"b", "c"}) {
 		t.Errorf("observers were given %v, want [b c]", got)
 	}
-	if _, _, err := ag.ProbeOrg(context.Background(), "a"); err == nil || !strings.Contains(err.Error(), "unknown org") {
+	if _, _, err := ag.ProbeOrg(context.Background(), "a", fresh); err == nil || !strings.Contains(err.Error(), "unknown org") {
 		t.Errorf("probe of removed org: %v", err)
 	}
 }
@@ -188,7 +193,7 @@ func TestApplyRefusesBadConfigAndKeepsRunning(t *testing.T) {
 	if got := rec.sets; len(got) != 1 {
 		t.Fatalf("a refused config reached the observers: %v", got)
 	}
-	if _, _, err := ag.ProbeOrg(context.Background(), "a"); err != nil {
+	if _, _, err := ag.ProbeOrg(context.Background(), "a", fresh); err != nil {
 		t.Fatalf("running org lost after a refused reload: %v", err)
 	}
 }
@@ -351,7 +356,7 @@ func TestReloadCarriesTheRotatedRefreshToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 2 {
-		if _, res, err := ag.ProbeOrg(context.Background(), "rt"); err != nil || res.Outcome != checks.OutcomeOK {
+		if _, res, err := ag.ProbeOrg(context.Background(), "rt", fresh); err != nil || res.Outcome != checks.OutcomeOK {
 			t.Fatalf("check %d before the reload: %v %v", i, err, res)
 		}
 	}
@@ -359,26 +364,42 @@ func TestReloadCarriesTheRotatedRefreshToken(t *testing.T) {
 	if err := ag.Apply(cfg("b")); err != nil {
 		t.Fatal(err)
 	}
-	if _, res, err := ag.ProbeOrg(context.Background(), "rt"); err != nil || res.Outcome != checks.OutcomeOK {
+	if _, res, err := ag.ProbeOrg(context.Background(), "rt", fresh); err != nil || res.Outcome != checks.OutcomeOK {
 		t.Fatalf("after the reload: %v %s %s", err, res.Outcome, res.Explanation)
 	}
 }
 
-func TestCancelledProbeIsNotPublished(t *testing.T) {
+// A probe whose caller goes away does not cancel its check: the check runs
+// to its own deadline and is published like a scheduled one, since a
+// cancelled check says nothing about the org (and a cancelled refresh could
+// lose a rotated token).
+func TestProbeOutlivingItsCallerRunsToTheEnd(t *testing.T) {
 	sim := newSimulated(t, "a")
 	sim.org.SetFault(orgsim.EndpointToken, orgsim.Fault{Latency: 300 * time.Millisecond})
 	rec := newRecorder()
 	ag := New(Options{Observers: []Observer{rec}})
+	defer ag.Stop(context.Background())
 	if err := ag.Apply(sim.config(t, "", "a")); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(50*time.Millisecond, cancel)
-	if _, _, err := ag.ProbeOrg(ctx, "a"); err == nil {
-		t.Fatal("a cancelled probe reported a result")
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, res, err := ag.ProbeOrg(ctx, "a", fresh)
+	if !errors.Is(err, promexp.ErrStillRunning) || res != nil {
+		t.Fatalf("probe past its caller's deadline: result %v, err %v; want no result and ErrStillRunning", res, err)
 	}
-	if rec.count("a") != 0 || ag.Last()["a"] != nil {
-		t.Fatalf("a cancelled probe was published as the org's state: %v", rec.results["a"])
+	waitFor(t, "the probe's check to be published", func() bool { return rec.count("a") == 1 })
+	if got := ag.Last()["a"]; got == nil || got.Outcome != checks.OutcomeOK {
+		t.Fatalf("published result %v, want ok", got)
+	}
+	// The next probe within max_age answers that result without a login.
+	tokens := sim.org.Requests(orgsim.EndpointToken)
+	_, res, err = ag.ProbeOrg(context.Background(), "a", promexp.ProbeOptions{MaxAge: time.Hour})
+	if err != nil || res == nil || res.Outcome != checks.OutcomeOK {
+		t.Fatalf("fresh probe: %v %v", res, err)
+	}
+	if got := sim.org.Requests(orgsim.EndpointToken); got != tokens {
+		t.Errorf("a probe within max_age logged in: %d token requests, want %d", got, tokens)
 	}
 }
 
@@ -428,34 +449,6 @@ func selfSigned(t *testing.T) *x509.Certificate {
 		t.Fatal(err)
 	}
 	return c
-}
-
-// A probe that runs out of the caller's deadline (Prometheus' scrape
-// timeout) says nothing about the org, whose own timeout was not reached:
-// it is neither published nor counted by the alerts.
-func TestProbePastCallersDeadlineIsNotPublished(t *testing.T) {
-	sim := newSimulated(t, "a")
-	sim.org.SetFault(orgsim.EndpointToken, orgsim.Fault{Latency: 300 * time.Millisecond})
-	rec := newRecorder()
-	ag := New(Options{Observers: []Observer{rec}})
-	if err := ag.Apply(sim.config(t, "", "a")); err != nil {
-		t.Fatal(err)
-	}
-	for range 2 {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		_, res, err := ag.ProbeOrg(ctx, "a")
-		cancel()
-		// The prober still gets what the check saw, to answer it as a failed probe.
-		if err != nil || res == nil || res.Success() {
-			t.Fatalf("probe past the caller's deadline: err %v, result %v; want an unhealthy result", err, res)
-		}
-	}
-	if rec.count("a") != 0 || ag.Last()["a"] != nil {
-		t.Fatalf("a probe past the caller's deadline was published: %v", rec.results["a"])
-	}
-	if got := ag.Alerts(); len(got) != 0 {
-		t.Fatalf("a probe past the caller's deadline counted as a bad check: %+v", got)
-	}
 }
 
 func TestScheduleInterval(t *testing.T) {

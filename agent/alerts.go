@@ -123,6 +123,8 @@ type alerter struct {
 	logger *slog.Logger
 	sender AlertSender
 	clock  func() time.Time
+	// store keeps each org's alert state across restarts (alertstate.go).
+	store *stateWriter
 
 	mu   sync.Mutex
 	cfg  configs.Alerting
@@ -139,6 +141,11 @@ type orgAlerts struct {
 	// interval is the longest gap between the org's checks (0: unknown).
 	interval time.Duration
 	alerts   map[string]*alertState
+	// unsent holds resolves no destination has accepted yet, by fingerprint,
+	// kept in the store so a restart sends them again.
+	unsent map[string]notify.Alert
+	// saved is what the store holds of the org, to write only changes.
+	saved []byte
 }
 
 // alertState is one (org, alertname).
@@ -171,11 +178,12 @@ type verdict struct {
 	fix         string
 }
 
-func newAlerter(logger *slog.Logger, sender AlertSender, clock func() time.Time) *alerter {
+func newAlerter(logger *slog.Logger, sender AlertSender, clock func() time.Time, st *stateWriter) *alerter {
 	return &alerter{
 		logger: logger,
 		sender: sender,
 		clock:  clock,
+		store:  st,
 		cfg: configs.Alerting{
 			FailureThreshold:     configs.DefaultFailureThreshold,
 			SuccessThreshold:     configs.DefaultSuccessThreshold,
@@ -216,8 +224,7 @@ func (a *alerter) setOrgs(orgs []configs.Org, infos map[string]checks.Info) {
 		keep[o.Name] = true
 		oa, ok := a.orgs[o.Name]
 		if !ok {
-			a.orgs[o.Name] = &orgAlerts{info: info, tokenMode: o.TokenMode, interval: scheduleInterval(o.Schedule),
-				alerts: map[string]*alertState{}}
+			a.orgs[o.Name] = newOrgAlerts(info, o.TokenMode, scheduleInterval(o.Schedule))
 			continue
 		}
 		relabel := !maps.Equal(oa.info.Labels, info.Labels)
@@ -243,6 +250,10 @@ func (a *alerter) setOrgs(orgs []configs.Org, infos map[string]checks.Info) {
 			}
 		}
 		delete(a.orgs, name)
+		a.dropLocked(name)
+	}
+	for name := range keep {
+		a.saveLocked(a.orgs[name])
 	}
 	a.sendLocked(msgs)
 }
@@ -297,6 +308,7 @@ func (a *alerter) observe(org string, res *checks.Result) {
 			st.alert.Annotations = a.annotations(oa, st)
 		}
 	}
+	a.saveLocked(oa)
 	a.sendLocked(msgs)
 }
 
@@ -325,6 +337,11 @@ func (a *alerter) tick() {
 		}
 	}
 	a.sendLocked(msgs)
+}
+
+func newOrgAlerts(info checks.Info, tokenMode string, interval time.Duration) *orgAlerts {
+	return &orgAlerts{info: info, tokenMode: tokenMode, interval: interval,
+		alerts: map[string]*alertState{}, unsent: map[string]notify.Alert{}}
 }
 
 // sendFiringTo sends every active alert to the named destinations, under
@@ -419,7 +436,28 @@ func (a *alerter) resolveLocked(oa *orgAlerts, st *alertState, now time.Time, wh
 		why = fmt.Sprintf("%d consecutive good check(s)", st.good)
 	}
 	a.logger.Info("alert resolved", "org", oa.info.Name, "alertname", st.name, "reason", alert.Labels["reason"], "why", why)
-	return []notify.Message{{Alert: alert}}
+	oa.unsent[alert.Fingerprint] = alert
+	return []notify.Message{a.resolveMessage(oa.info.Name, alert)}
+}
+
+// resolveMessage is a resolve notification that, once a destination took
+// it, is no longer kept for re-sending after a restart.
+func (a *alerter) resolveMessage(org string, alert notify.Alert) notify.Message {
+	fp, endsAt := alert.Fingerprint, alert.EndsAt
+	return notify.Message{Alert: alert.Clone(), Accepted: func(string) { a.resolveAccepted(org, fp, endsAt) }}
+}
+
+func (a *alerter) resolveAccepted(org, fingerprint string, endsAt time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	oa, ok := a.orgs[org]
+	if !ok {
+		return
+	}
+	if r, ok := oa.unsent[fingerprint]; ok && r.EndsAt.Equal(endsAt) {
+		delete(oa.unsent, fingerprint)
+		a.saveLocked(oa)
+	}
 }
 
 // message is the firing notification of st, which reports acceptance back
@@ -449,6 +487,7 @@ func (a *alerter) accepted(org, name, fingerprint string, generation uint64, des
 	}
 	st.accepted = true
 	a.logger.Info("alert firing", "org", org, "alertname", name, "reason", st.alert.Labels["reason"], "accepted_by", destination)
+	a.saveLocked(oa)
 }
 
 func (a *alerter) sendLocked(msgs []notify.Message) {

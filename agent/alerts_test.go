@@ -97,7 +97,7 @@ type alertHarness struct {
 func newAlertHarness(t *testing.T, cfg configs.Alerting, orgs ...configs.Org) *alertHarness {
 	t.Helper()
 	h := &alertHarness{t: t, s: &sender{}, clock: &clock{now: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}, logs: &bytes.Buffer{}}
-	h.a = newAlerter(slog.New(slog.NewTextHandler(h.logs, nil)), h.s, h.clock.Now)
+	h.a = newAlerter(slog.New(slog.NewTextHandler(h.logs, nil)), h.s, h.clock.Now, nil)
 	if cfg.FailureThreshold == 0 {
 		cfg.FailureThreshold = 2
 	}
@@ -406,7 +406,7 @@ func TestResolveIsNeverLost(t *testing.T) {
 	defer r.Stop(context.Background())
 	r.Update([]notify.Destination{{Name: "am", Notifier: n, Resends: true}})
 	c := &clock{now: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
-	a := newAlerter(slog.New(slog.DiscardHandler), r, c.Now)
+	a := newAlerter(slog.New(slog.DiscardHandler), r, c.Now, nil)
 	a.configure(configs.Alerting{FailureThreshold: 1, SuccessThreshold: 1, ResendInterval: time.Minute})
 	a.setOrgs([]configs.Org{{Name: "acme"}}, map[string]checks.Info{"acme": {Name: "acme"}})
 	a.observe("acme", inactive(checks.OutcomeTokenInactive))
@@ -582,7 +582,7 @@ func TestAgentRaisesAndResolvesAlerts(t *testing.T) {
 	}
 	probe := func(names ...string) {
 		for _, n := range names {
-			if _, _, err := ag.ProbeOrg(context.Background(), n); err != nil {
+			if _, _, err := ag.ProbeOrg(context.Background(), n, fresh); err != nil {
 				t.Fatal(err)
 			}
 		}

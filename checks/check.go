@@ -13,7 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -37,11 +37,12 @@ type Checker struct {
 	// discovered endpoints and when they were read.
 	discovered   Endpoints
 	discoveredAt time.Time
-	// refreshToken is the current refresh token; rotation replaces it.
-	rtMu         sync.Mutex
-	refreshToken Secret
-	// kept is the token reused across checks in token_mode reuse.
-	kept *keptToken
+	// chain holds the org's current refresh token (grant.type refresh_token).
+	chain *RefreshChain
+	// kept is the token reused across checks in token_mode reuse; keeping
+	// mirrors kept != nil for readers outside a check.
+	kept    *keptToken
+	keeping atomic.Bool
 	// certExpiry collects the earliest certificate expiry during one check.
 	certExpiry time.Time
 }
@@ -62,7 +63,7 @@ func WithClock(now func() time.Time) Option { return func(ch *Checker) { ch.now 
 
 // NewChecker prepares the checks of one org.
 func NewChecker(t Target, opts ...Option) *Checker {
-	c := &Checker{target: t, now: time.Now, timeout: t.Timeout, refreshToken: t.Grant.RefreshToken, busy: make(chan struct{}, 1)}
+	c := &Checker{target: t, now: time.Now, timeout: t.Timeout, busy: make(chan struct{}, 1)}
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
 	}
@@ -72,32 +73,21 @@ func NewChecker(t Target, opts ...Option) *Checker {
 	if c.client == nil {
 		c.client = NewHTTPClient(t.TLS)
 	}
+	if c.chain == nil {
+		c.chain = NewRefreshChain(t.Grant.RefreshToken, false, nil)
+	}
 	return c
 }
 
-// WithRefreshToken starts the checker from a refresh token newer than the
-// configured one: the agent hands over a rotated token when it replaces the
-// checker of an org on reload, since rotation retired the configured one.
-func WithRefreshToken(s Secret) Option {
-	return func(ch *Checker) {
-		if s != "" {
-			ch.refreshToken = s
-		}
-	}
+// WithRefreshChain makes the checker use chain for its refresh token instead
+// of a chain of its own started at the configured token: the agent shares one
+// chain between the checkers an org has over reloads, and keeps it in its store.
+func WithRefreshChain(chain *RefreshChain) Option {
+	return func(ch *Checker) { ch.chain = chain }
 }
 
 // RefreshToken is the refresh token the next refresh_token grant will use.
-func (c *Checker) RefreshToken() Secret {
-	c.rtMu.Lock()
-	defer c.rtMu.Unlock()
-	return c.refreshToken
-}
-
-func (c *Checker) setRefreshToken(s Secret) {
-	c.rtMu.Lock()
-	c.refreshToken = s
-	c.rtMu.Unlock()
-}
+func (c *Checker) RefreshToken() Secret { return c.chain.Token() }
 
 // Target returns the target the checker was built from.
 func (c *Checker) Target() Target { return c.target }
@@ -116,9 +106,15 @@ func (c *Checker) Close(ctx context.Context) {
 			c.revoke(ctx, ep, c.kept.access)
 		}
 		c.kept = nil
+		c.keeping.Store(false)
 	}
 	c.client.CloseIdleConnections()
 }
+
+// WillLogIn reports whether the next check will request a token: always,
+// except in token_mode reuse while a token is kept (which is only replaced,
+// within that check, once it dies).
+func (c *Checker) WillLogIn() bool { return !c.keeping.Load() }
 
 // run is the state of one check in progress.
 type run struct {
@@ -164,6 +160,7 @@ func (c *Checker) Check(ctx context.Context) (res *Result) {
 		}
 		r.res.Duration = time.Since(began)
 		r.res.TLSCertExpiry = c.certExpiry
+		c.keeping.Store(c.kept != nil)
 		redact(r.res, r.secrets)
 		res = r.res
 	}()
@@ -257,7 +254,24 @@ func (c *Checker) checkFresh(ctx context.Context, r *run) {
 
 // obtain runs the token step and records the token facts.
 func (c *Checker) obtain(ctx context.Context, r *run) (*tokenResponse, bool) {
-	rq, err := c.tokenRequest(r.ep.Token)
+	var sentRefresh Secret
+	if c.target.Grant.Type == GrantRefreshToken {
+		// One refresh of a chain at a time, from before it is sent until the
+		// rotated token is saved: a second one would send the retired token.
+		if err := c.chain.acquire(ctx); err != nil {
+			c.conclude(r, OutcomeTimeout, "Another check of this org's refresh token chain was still running when this one's deadline passed.", "")
+			return nil, false
+		}
+		defer c.chain.release()
+		if ctx.Err() == nil {
+			// Once sent, a refresh runs to its own timeout: the server may
+			// rotate the token, and a cancelled read would lose the new one.
+			ctx = context.WithoutCancel(ctx)
+		}
+		sentRefresh = c.chain.Token()
+		r.secrets = append(r.secrets, sentRefresh.Reveal())
+	}
+	rq, err := c.tokenRequest(r.ep.Token, sentRefresh)
 	if err != nil {
 		r.add(StepResult{Step: StepToken, Method: http.MethodPost, URL: displayURL(r.ep.Token), Outcome: OutcomeInternalError, Detail: err.Error()})
 		c.conclude(r, OutcomeInternalError, "Building the token request failed: "+err.Error()+".", "")
@@ -278,6 +292,7 @@ func (c *Checker) obtain(ctx context.Context, r *run) (*tokenResponse, bool) {
 	}
 	skew := serverSkew(resp, c.now())
 	r.res.Token.ClockSkew = skew
+	r.res.RetryAfter = retryAfterWait(resp.header, c.now())
 	if e := classifyHTTP(resp); e != nil {
 		step.Outcome, step.Detail = e.outcome, e.detail
 		c.conclude(r, e.outcome, "The token endpoint "+e.detail+".", "")
@@ -285,6 +300,9 @@ func (c *Checker) obtain(ctx context.Context, r *run) (*tokenResponse, bool) {
 	}
 	if oe := parseOAuthError(resp.body); oe != nil || resp.status >= 400 {
 		o := c.classifyTokenError(resp.status, oe, skew)
+		if o == OutcomeGrantRejected && oe != nil && oe.Code == "invalid_grant" && sentRefresh != "" && c.chain.knownRetired(sentRefresh) {
+			o = OutcomeRefreshTokenRetired
+		}
 		detail := fmt.Sprintf("answered %d", resp.status)
 		if oe != nil {
 			detail += ": " + oe.String()
@@ -300,9 +318,12 @@ func (c *Checker) obtain(ctx context.Context, r *run) (*tokenResponse, bool) {
 		return nil, false
 	}
 	r.secrets = append(r.secrets, tok.accessToken, tok.refreshToken)
-	if tok.refreshToken != "" && c.target.Grant.Type == GrantRefreshToken {
-		// Rotation: the old refresh token is dead now; keep the new one.
-		c.setRefreshToken(Secret(tok.refreshToken))
+	if tok.refreshToken != "" && sentRefresh != "" && Secret(tok.refreshToken) != sentRefresh {
+		// Rotation: the sent token is dead now. The new one is saved before
+		// anything else happens with this answer.
+		// A failed save is the saver's to report (the agent logs and counts
+		// it); the chain moves on in memory either way.
+		_ = c.chain.rotate(Secret(tok.refreshToken))
 	}
 	f := &r.res.Token
 	f.Minted = true

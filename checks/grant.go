@@ -71,7 +71,7 @@ func (c *Checker) authenticate(rq *request, cl *Client, tokenURL string) error {
 }
 
 // tokenRequest builds the grant request for the token endpoint.
-func (c *Checker) tokenRequest(tokenURL string) (request, error) {
+func (c *Checker) tokenRequest(tokenURL string, refreshToken Secret) (request, error) {
 	g := &c.target.Grant
 	rq := request{step: StepToken, method: http.MethodPost, url: tokenURL, form: url.Values{}, credentials: true}
 	switch g.Type {
@@ -108,7 +108,7 @@ func (c *Checker) tokenRequest(tokenURL string) (request, error) {
 		rq.sent = append(rq.sent, "grant_type="+grantTypeJWTBearer, "assertion (RS256 JWT: iss=client id, sub=username, aud="+aud+")")
 	case GrantRefreshToken:
 		rq.form.Set("grant_type", "refresh_token")
-		rq.form.Set("refresh_token", c.RefreshToken().Reveal())
+		rq.form.Set("refresh_token", refreshToken.Reveal())
 		rq.sent = append(rq.sent, "grant_type=refresh_token", "refresh_token")
 	default:
 		return rq, fmt.Errorf("unknown grant type %q", g.Type)

@@ -28,6 +28,7 @@ const (
 	OutcomeDiscoveryFailed           Outcome = "discovery_failed"
 	OutcomeClientRejected            Outcome = "client_rejected"
 	OutcomeGrantRejected             Outcome = "grant_rejected"
+	OutcomeRefreshTokenRetired       Outcome = "refresh_token_retired"
 	OutcomeClockSkew                 Outcome = "clock_skew"
 	OutcomeRateLimited               Outcome = "rate_limited"
 	OutcomeSignatureMismatch         Outcome = "signature_mismatch"
@@ -58,6 +59,7 @@ var OutcomeDoc = map[Outcome]string{
 	OutcomeDiscoveryFailed:           "the discovery document could not be read or lacks a needed endpoint",
 	OutcomeClientRejected:            "the token endpoint rejected the client (invalid_client): wrong id, secret or key",
 	OutcomeGrantRejected:             "the token endpoint rejected the grant (invalid_grant and other grant errors)",
+	OutcomeRefreshTokenRetired:       "the server refused a refresh token that tokenwatch got from a rotation, or had already replaced: the refresh token chain is broken",
 	OutcomeClockSkew:                 "an assertion was rejected and the server clock differs from ours",
 	OutcomeRateLimited:               "the server answered 429 or a login/request rate limit error",
 	OutcomeSignatureMismatch:         "the Salesforce token response signature does not match HMAC-SHA256(id + issued_at, client secret)",
@@ -74,7 +76,7 @@ var AllOutcomes = []Outcome{
 	OutcomeOK, OutcomeIntrospectionNotPermitted, OutcomeTokenInactive, OutcomeTokenInvalidatedEarly,
 	OutcomeDNSError, OutcomeConnectError, OutcomeTimeout, OutcomeTLSError, OutcomeRedirect,
 	OutcomeInsecureEndpoint, OutcomeServerError, OutcomeUnexpectedStatus, OutcomeProviderDown, OutcomeMalformedResponse,
-	OutcomeDiscoveryFailed, OutcomeClientRejected, OutcomeGrantRejected, OutcomeClockSkew,
+	OutcomeDiscoveryFailed, OutcomeClientRejected, OutcomeGrantRejected, OutcomeRefreshTokenRetired, OutcomeClockSkew,
 	OutcomeRateLimited, OutcomeSignatureMismatch, OutcomeIntrospectionUnauthorized,
 	OutcomeIntrospectionError, OutcomeResourceRejected, OutcomeRevokeFailed,
 	OutcomeExpectationFailed, OutcomeInternalError,

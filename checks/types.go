@@ -257,6 +257,14 @@ type Result struct {
 	Token TokenFacts   `json:"token"`
 	// TLSCertExpiry is the earliest NotAfter among certificates presented; zero over plain http.
 	TLSCertExpiry time.Time `json:"tls_cert_expiry,omitzero"`
+	// RetryAfter is what the token endpoint's Retry-After header asked for; zero when absent.
+	RetryAfter time.Duration `json:"-"`
+	// Loaded marks a result read back from the state store at start, shown
+	// until the org's first check after the start.
+	Loaded bool `json:"loaded,omitempty"`
+	// NextAttempt is when a login is tried again while the org backs off
+	// after a rejected login; zero when it does not back off.
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
 }
 
 // Success reports whether the check was healthy.

@@ -236,6 +236,11 @@ func tokenErrorFix(t Target, o Outcome, oe *oauthError) string {
 	switch {
 	case o == OutcomeClockSkew:
 		return ""
+	case o == OutcomeRefreshTokenRetired:
+		return "The refresh token chain is broken: the server refused the refresh token tokenwatch received in its last rotation. " +
+			"Another process used the same refresh token (each chain must have one user: one tokenwatch, one shard), " +
+			"the token was revoked, or the app's refresh token policy expired it. Re-authorize, put the new refresh token in " +
+			"grant.refresh_token, and keep --storage.path across restarts so rotated tokens are not lost."
 	case oe.Code == "invalid_client_id":
 		return "The consumer key is unknown to this org: check client.id and that url is the org the app lives in (sandbox vs production)."
 	case oe.Code == "invalid_grant" && strings.Contains(desc, "authentication failure"):

@@ -25,6 +25,28 @@ type Global struct {
 	// Timeout bounds each HTTP request of a check.
 	Timeout             time.Duration
 	MaxConcurrentChecks int
+	// LoginBudget is how many token requests an hour one identity (token
+	// endpoint host and username, or client id) may make, shared by its orgs.
+	LoginBudget int
+	Backoff     Backoff
+	Probe       Probe
+}
+
+// Backoff spaces the logins of an org whose login was rejected
+// (client_rejected, grant_rejected, rate_limited, refresh_token_retired).
+type Backoff struct {
+	// Initial is the first wait; each further rejection doubles it, up to Max.
+	Initial, Max time.Duration
+}
+
+// Probe bounds what /probe may do.
+type Probe struct {
+	// MaxAge: /probe answers the last result when it is younger than this.
+	MaxAge time.Duration
+	// MaxConcurrent checks run for /probe at once, apart from scheduled ones.
+	MaxConcurrent int
+	// Timeout bounds a /probe when Prometheus sends no scrape timeout header.
+	Timeout time.Duration
 }
 
 // Org is one OAuth connection to check. Every field is defaulted: a consumer

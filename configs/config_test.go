@@ -138,7 +138,7 @@ orgs:
 		name      string
 		got, want any
 	}{
-		{"global", cfg.Global, Global{Schedule: "@every 5m", Timeout: 20 * time.Second, MaxConcurrentChecks: 4}},
+		{"global", cfg.Global, withGlobalDefaults(Global{Schedule: "@every 5m", Timeout: 20 * time.Second, MaxConcurrentChecks: 4})},
 		{"org schedule", acme.Schedule, "CRON_TZ=UTC 0 * * * *"},
 		{"org timeout", acme.Timeout, 3 * time.Second},
 		{"other org inherits schedule", globex.Schedule, "@every 5m"},
@@ -170,22 +170,22 @@ func TestEnvOverrides(t *testing.T) {
 			name: "overrides the file",
 			env: []string{"TOKENWATCH_GLOBAL_SCHEDULE=*/5 * * * *", "TOKENWATCH_GLOBAL_TIMEOUT=3s",
 				"TOKENWATCH_GLOBAL_MAX_CONCURRENT_CHECKS=7"},
-			want: Global{Schedule: "*/5 * * * *", Timeout: 3 * time.Second, MaxConcurrentChecks: 7},
+			want: withGlobalDefaults(Global{Schedule: "*/5 * * * *", Timeout: 3 * time.Second, MaxConcurrentChecks: 7}),
 		},
 		{
 			name: "empty variable leaves the file's value",
 			env:  []string{"TOKENWATCH_GLOBAL_TIMEOUT="},
-			want: Global{Schedule: "@every 2m", Timeout: 4 * time.Second, MaxConcurrentChecks: 32},
+			want: withGlobalDefaults(Global{Schedule: "@every 2m", Timeout: 4 * time.Second, MaxConcurrentChecks: 32}),
 		},
 		{
 			name: "later entry wins",
 			env:  []string{"TOKENWATCH_GLOBAL_TIMEOUT=1s", "TOKENWATCH_GLOBAL_TIMEOUT=2s"},
-			want: Global{Schedule: "@every 2m", Timeout: 2 * time.Second, MaxConcurrentChecks: 32},
+			want: withGlobalDefaults(Global{Schedule: "@every 2m", Timeout: 2 * time.Second, MaxConcurrentChecks: 32}),
 		},
 		{
 			name: "other TOKENWATCH variables belong to the command line",
 			env:  []string{"TOKENWATCH_WEB_LISTEN_ADDRESS=:9851", "TOKENWATCH_LOG_LEVEL=debug"},
-			want: Global{Schedule: "@every 2m", Timeout: 4 * time.Second, MaxConcurrentChecks: 32},
+			want: withGlobalDefaults(Global{Schedule: "@every 2m", Timeout: 4 * time.Second, MaxConcurrentChecks: 32}),
 		},
 		{
 			name:     "unknown global variable",
@@ -493,4 +493,12 @@ orgs:
 		}
 		assertClean(t, "problems", err.Error())
 	})
+}
+
+// withGlobalDefaults fills in the defaults of the global keys a test does not set.
+func withGlobalDefaults(g Global) Global {
+	g.LoginBudget = DefaultLoginBudget
+	g.Backoff = Backoff{Initial: DefaultBackoffInitial, Max: DefaultBackoffMax}
+	g.Probe = Probe{MaxAge: DefaultProbeMaxAge, MaxConcurrent: DefaultProbeMaxConc, Timeout: DefaultProbeTimeout}
+	return g
 }

@@ -21,6 +21,13 @@ const (
 	DefaultSchedule            = "@every 1m"
 	DefaultTimeout             = 10 * time.Second
 	DefaultMaxConcurrentChecks = 32
+	// DefaultLoginBudget is a quarter of Salesforce's 3,600 logins per user per hour.
+	DefaultLoginBudget    = 900
+	DefaultBackoffInitial = time.Minute
+	DefaultBackoffMax     = time.Hour
+	DefaultProbeMaxAge    = 30 * time.Second
+	DefaultProbeMaxConc   = 4
+	DefaultProbeTimeout   = 10 * time.Second
 	// MaxTimeout caps timeouts: a request hanging longer than this is broken,
 	// and a longer wait would delay the next scheduled check.
 	MaxTimeout = 5 * time.Minute
@@ -147,6 +154,17 @@ func (r *reader) global(s *section, env []string) Global {
 	if n, ok := s.integer("max_concurrent_checks"); ok {
 		g.MaxConcurrentChecks = n
 	}
+	g.LoginBudget = DefaultLoginBudget
+	if n, ok := s.integer("login_budget"); ok {
+		switch {
+		case n < 0:
+			r.probs.add(s.key("login_budget"), "must be at least 1 (logins per hour), got %d", n)
+		case n > 0:
+			g.LoginBudget = n
+		}
+	}
+	g.Backoff = r.backoff(s.sub("backoff"))
+	g.Probe = r.probe(s.sub("probe"))
 	s.done()
 
 	r.overrideGlobal(&g, paths, env)
@@ -162,6 +180,49 @@ func (r *reader) global(s *section, env []string) Global {
 		r.probs.add(paths["max_concurrent_checks"], "must be at least 1, got %d", g.MaxConcurrentChecks)
 	}
 	return g
+}
+
+func (r *reader) backoff(s *section) Backoff {
+	b := Backoff{Initial: DefaultBackoffInitial, Max: DefaultBackoffMax}
+	if d, ok := s.duration("initial"); ok {
+		b.Initial = d
+		if d <= 0 {
+			r.probs.add(s.key("initial"), "must be positive, got %s", d)
+		}
+	}
+	if d, ok := s.duration("max"); ok {
+		b.Max = d
+		if d <= 0 {
+			r.probs.add(s.key("max"), "must be positive, got %s", d)
+		}
+	}
+	if b.Initial > 0 && b.Max > 0 && b.Max < b.Initial {
+		r.probs.add(s.key("max"), "must not be shorter than backoff.initial (%s), got %s", b.Initial, b.Max)
+	}
+	s.done()
+	return b
+}
+
+func (r *reader) probe(s *section) Probe {
+	p := Probe{MaxAge: DefaultProbeMaxAge, MaxConcurrent: DefaultProbeMaxConc, Timeout: DefaultProbeTimeout}
+	if d, ok := s.duration("max_age"); ok {
+		p.MaxAge = d
+		if d < 0 {
+			r.probs.add(s.key("max_age"), "must not be negative, got %s", d)
+		}
+	}
+	if n, ok := s.integer("max_concurrent"); ok {
+		p.MaxConcurrent = n
+		if n < 1 {
+			r.probs.add(s.key("max_concurrent"), "must be at least 1, got %d", n)
+		}
+	}
+	if d, ok := s.duration("timeout"); ok {
+		p.Timeout = d
+		checkTimeout(&r.probs, s.key("timeout"), d)
+	}
+	s.done()
+	return p
 }
 
 // overrideGlobal applies TOKENWATCH_GLOBAL_* variables over the file. A value

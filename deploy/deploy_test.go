@@ -29,7 +29,13 @@ import (
 	"github.com/tokenwatch/tokenwatch/configs"
 )
 
-const port = "9851"
+const (
+	port = "9851"
+	// stateDir is where every deployment keeps tokenwatch's durable state
+	// (--storage.path): the default, data/ under the working directory, is
+	// read-only or throwaway in all of them.
+	stateDir = "/var/lib/tokenwatch"
+)
 
 var built struct {
 	once sync.Once
@@ -142,7 +148,8 @@ func TestDockerfile(t *testing.T) {
 		{"the final image is distroless or scratch", regexp.MustCompile(`^(gcr\.io/distroless/static\S*|scratch)$`).MatchString(find(final, "FROM")[0]), find(final, "FROM")},
 		{"it runs as a non-root user", nonRoot(find(final, "USER")), find(final, "USER")},
 		{"it exposes " + port, slices.Contains(find(final, "EXPOSE"), port), find(final, "EXPOSE")},
-		{"it runs the daemon by default", slices.Contains(find(final, "CMD"), `["run", "--config.file=/etc/tokenwatch/tokenwatch.yml", "--web.listen-address=:`+port+`"]`), find(final, "CMD")},
+		{"it runs the daemon by default", slices.Contains(find(final, "CMD"), `["run", "--config.file=/etc/tokenwatch/tokenwatch.yml", "--web.listen-address=:`+port+`", "--storage.path=`+stateDir+`"]`), find(final, "CMD")},
+		{"the state directory is a volume", slices.ContainsFunc(find(final, "VOLUME"), func(v string) bool { return slices.Contains(volumePaths(v), stateDir) }), find(final, "VOLUME")},
 		{"a static build of the command", run != nil, find(builder, "RUN")},
 		{"the entrypoint is the binary copied from the build", run != nil && slices.Contains(copies, "--from="+fields[len(fields)-1]+" "+run[2]+" "+entry[0]), copies},
 	}
@@ -153,6 +160,33 @@ func TestDockerfile(t *testing.T) {
 			}
 		})
 	}
+	// distroless has no shell: the state directory is made in the build stage
+	// and copied, owned by the user the image runs as and closed to others.
+	t.Run("the state directory belongs to the user, mode 0700", func(t *testing.T) {
+		var state *copyInstruction
+		for _, c := range copies {
+			if ci := parseCopy(c); ci.dest == stateDir || ci.dest == stateDir+"/" {
+				state = &ci
+			}
+		}
+		if state == nil {
+			t.Fatalf("no COPY makes %s in the final stage: %q", stateDir, copies)
+		}
+		user := find(final, "USER")
+		if len(user) == 0 || state.opts["chown"] == "" || state.opts["chown"] != user[len(user)-1] {
+			t.Errorf("%s is owned by %q, the image runs as %q: tokenwatch could not write its state", stateDir, state.opts["chown"], user)
+		}
+		if mode, err := strconv.ParseUint(state.opts["chmod"], 8, 32); err != nil || mode&0o077 != 0 || mode&0o700 != 0o700 {
+			t.Errorf("%s gets --chmod=%q, want 0700: rotated refresh tokens live there", stateDir, state.opts["chmod"])
+		}
+		if state.opts["from"] != fields[len(fields)-1] || len(state.src) != 1 {
+			t.Fatalf("%s is copied from %q %q, want one directory of the build stage %s", stateDir, state.opts["from"], state.src, fields[len(fields)-1])
+		}
+		made := regexp.MustCompile(`\bmkdir\b.*\s` + regexp.QuoteMeta(strings.TrimSuffix(state.src[0], "/")) + `/?(\s|$)`)
+		if !slices.ContainsFunc(find(builder, "RUN"), made.MatchString) {
+			t.Errorf("the build stage does not make %s, which the final stage copies", state.src[0])
+		}
+	})
 	if run == nil {
 		return
 	}
@@ -181,6 +215,39 @@ func TestDockerfile(t *testing.T) {
 			}
 		}
 	})
+}
+
+// volumePaths reads a VOLUME instruction, JSON or plain form.
+func volumePaths(args string) []string {
+	var paths []string
+	if json.Unmarshal([]byte(args), &paths) == nil {
+		return paths
+	}
+	return strings.Fields(args)
+}
+
+// copyInstruction is a COPY's options (--from, --chown, --chmod, without
+// the dashes), sources and destination.
+type copyInstruction struct {
+	opts map[string]string
+	src  []string
+	dest string
+}
+
+func parseCopy(args string) copyInstruction {
+	c := copyInstruction{opts: map[string]string{}}
+	var paths []string
+	for _, f := range strings.Fields(args) {
+		if k, v, ok := strings.Cut(strings.TrimPrefix(f, "--"), "="); ok && strings.HasPrefix(f, "--") && len(paths) == 0 {
+			c.opts[k] = v
+			continue
+		}
+		paths = append(paths, f)
+	}
+	if len(paths) > 0 {
+		c.src, c.dest = paths[:len(paths)-1], paths[len(paths)-1]
+	}
+	return c
 }
 
 func nonRoot(users []string) bool {
@@ -253,7 +320,9 @@ func TestSystemdUnit(t *testing.T) {
 	tests := []struct {
 		key, want string
 	}{
-		{"ExecStart", "/usr/local/bin/tokenwatch run --config.file=/etc/tokenwatch/tokenwatch.yml --web.listen-address=:" + port},
+		{"ExecStart", "/usr/local/bin/tokenwatch run --config.file=/etc/tokenwatch/tokenwatch.yml --web.listen-address=:" + port + " --storage.path=" + stateDir},
+		{"StateDirectory", strings.TrimPrefix(stateDir, "/var/lib/")},
+		{"StateDirectoryMode", "0700"},
 		{"ExecReload", "/bin/kill -HUP $MAINPID"},
 		{"DynamicUser", "yes"},
 		{"NoNewPrivileges", "yes"},
@@ -274,6 +343,22 @@ func TestSystemdUnit(t *testing.T) {
 	if got := u["Install"]["WantedBy"]; !slices.Equal(got, []string{"multi-user.target"}) {
 		t.Errorf("WantedBy=%q: the unit would not start at boot", got)
 	}
+	// ProtectSystem=strict makes everything read-only but the state,
+	// runtime, cache and logs directories and ReadWritePaths.
+	t.Run("the storage path is writable", func(t *testing.T) {
+		path, ok := flagValue(strings.Fields(first("ExecStart")), "storage.path")
+		if !ok {
+			t.Fatal("ExecStart has no --storage.path: the default data/ under / is read-only")
+		}
+		writable := []string{}
+		for _, d := range strings.Fields(strings.Join(svc["StateDirectory"], " ")) {
+			writable = append(writable, "/var/lib/"+d)
+		}
+		writable = append(writable, strings.Fields(strings.Join(svc["ReadWritePaths"], " "))...)
+		if !slices.Contains(writable, strings.TrimSuffix(path, "/")) {
+			t.Errorf("--storage.path=%s is none of the writable %q", path, writable)
+		}
+	})
 
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
@@ -523,6 +608,39 @@ func TestKubernetesManifests(t *testing.T) {
 		}
 	})
 
+	// The root file system is read-only: the state needs a volume of its
+	// own per replica, which outlives the pod and which its user can write.
+	t.Run("each replica keeps its state on its own volume", func(t *testing.T) {
+		path := flag("storage.path")
+		if path == "" {
+			t.Fatal("no --storage.path: the default data/ is on the read-only root file system")
+		}
+		var claim any
+		for _, c := range list(sts, "spec", "volumeClaimTemplates") {
+			for _, m := range list(container, "volumeMounts") {
+				if str(m, "name") == str(c, "metadata", "name") && str(m, "mountPath") == strings.TrimSuffix(path, "/") {
+					claim = c
+					if dig(m, "readOnly") == true {
+						t.Errorf("the state volume is mounted read-only")
+					}
+				}
+			}
+		}
+		if claim == nil {
+			t.Fatalf("--storage.path=%s is not the mount of a volumeClaimTemplate: the state would not survive the pod", path)
+		}
+		if !slices.Equal(list(claim, "spec", "accessModes"), []any{"ReadWriteOnce"}) {
+			t.Errorf("accessModes %v, want [ReadWriteOnce]: one replica per store", list(claim, "spec", "accessModes"))
+		}
+		if str(claim, "spec", "resources", "requests", "storage") == "" {
+			t.Error("the claim requests no storage size")
+		}
+		// A fresh volume belongs to root; fsGroup hands it to the user.
+		if gid, _ := dig(pod, "securityContext", "fsGroup").(int); gid == 0 {
+			t.Error("no fsGroup: the non-root user cannot write the state volume")
+		}
+	})
+
 	// The configuration in the ConfigMap must load as tokenwatch would load
 	// it in the pod: every *_file under the Secret's mount, naming a key.
 	t.Run("the configuration loads with the mounted secrets", func(t *testing.T) {
@@ -623,4 +741,73 @@ func TestKubernetesManifests(t *testing.T) {
 			t.Error("no Kubernetes job with keep rules in the example")
 		}
 	})
+}
+
+// flagValue finds --name=value among args.
+func flagValue(args []string, name string) (string, bool) {
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// TestDeploymentsPassOnlyKnownFlags runs `tokenwatch run --help` and looks
+// up every flag the image, the unit and the StatefulSet pass: a flag the
+// daemon does not know stops it at start.
+func TestDeploymentsPassOnlyKnownFlags(t *testing.T) {
+	out, err := exec.Command(tokenwatchBinary(t), "run", "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("tokenwatch run --help: %v\n%s", err, out)
+	}
+	known := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^\s+(?:-\w, )?--(?:\[no-\])?([a-z][\w.-]*)`).FindAllStringSubmatch(string(out), -1) {
+		known[m[1]] = true
+	}
+	if !known["config.file"] {
+		t.Fatalf("cannot read the flags from:\n%s", out)
+	}
+
+	var image []string
+	st := stages(parseDockerfile(t))
+	for _, cmd := range find(st[len(st)-1], "CMD") {
+		if err := json.Unmarshal([]byte(cmd), &image); err != nil {
+			t.Fatalf("CMD %s is not in exec form: %v", cmd, err)
+		}
+	}
+	raw, err := os.ReadFile("systemd/tokenwatch.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	execStart := parseUnit(t, bytes.NewReader(raw))["Service"]["ExecStart"]
+	if len(execStart) == 0 {
+		t.Fatal("the unit has no ExecStart")
+	}
+	byKind, _ := manifests(t)
+	var pod []string
+	for _, a := range list(one(t, byKind, "StatefulSet"), "spec", "template", "spec", "containers", 0, "args") {
+		pod = append(pod, a.(string))
+	}
+
+	for name, args := range map[string][]string{
+		"Dockerfile CMD":    image,
+		"systemd ExecStart": strings.Fields(execStart[len(execStart)-1])[1:],
+		"StatefulSet args":  pod,
+	} {
+		t.Run(name, func(t *testing.T) {
+			if len(args) == 0 || args[0] != "run" {
+				t.Errorf("%q does not start with the run command", args)
+			}
+			for _, a := range args {
+				flagName, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+				if strings.HasPrefix(a, "--") && !known[flagName] {
+					t.Errorf("tokenwatch run does not know --%s", flagName)
+				}
+			}
+			if v, ok := flagValue(args, "storage.path"); !ok || strings.TrimSuffix(v, "/") != stateDir {
+				t.Errorf("--storage.path=%q, want %s", v, stateDir)
+			}
+		})
+	}
 }

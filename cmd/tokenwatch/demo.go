@@ -228,7 +228,16 @@ orgs:
 `
 
 // runDemo is `tokenwatch demo`.
-func runDemo(logger *slog.Logger, webFlags *web.FlagConfig, opts demoOptions, stdout io.Writer) int {
+func runDemo(logger *slog.Logger, webFlags *web.FlagConfig, opts demoOptions, storage string, stdout io.Writer) int {
+	if storage == "" {
+		dir, err := os.MkdirTemp("", "tokenwatch-demo-")
+		if err != nil {
+			logger.Error("cannot make the demo's state directory", "err", err)
+			return exitUnhealthy
+		}
+		defer os.RemoveAll(dir)
+		storage = dir
+	}
 	w, err := newDemoWorld(opts)
 	if err != nil {
 		logger.Error("demo failed to start", "err", err)
@@ -243,9 +252,10 @@ func runDemo(logger *slog.Logger, webFlags *web.FlagConfig, opts demoOptions, st
 		}
 	}
 	return runDaemon(daemonOptions{
-		logger: logger,
-		web:    webFlags,
-		load:   w.load,
+		storage: storage,
+		logger:  logger,
+		web:     webFlags,
+		load:    w.load,
 		started: func() {
 			alerts := "Its alerts go nowhere unless you add --demo.webhook-url=URL or --demo.alertmanager-url=URL.\n"
 			if opts.webhookURL != "" || opts.alertmanagerURL != "" {

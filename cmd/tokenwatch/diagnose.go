@@ -25,6 +25,9 @@ func runCheckConfig(path string, stdout, stderr io.Writer) int {
 		return exitUnhealthy
 	}
 	fmt.Fprintf(stdout, "%s: valid, %d org(s)\n", path, len(cfg.Orgs))
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
 	return exitOK
 }
 

@@ -139,7 +139,7 @@ type daemon struct {
 func startDaemon(t *testing.T, f *fixture) *daemon {
 	t.Helper()
 	d := &daemon{addr: e2etest.FreeAddr(t), logs: &e2etest.Buffer{}}
-	d.cmd = exec.Command(e2etest.Tokenwatch(t), "--config.file="+f.config, "--web.listen-address="+d.addr, "--log.level=debug")
+	d.cmd = exec.Command(e2etest.Tokenwatch(t), "--config.file="+f.config, "--web.listen-address="+d.addr, "--log.level=debug", "--storage.path="+t.TempDir())
 	d.cmd.Env = f.env()
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
 	if err := d.cmd.Start(); err != nil {
@@ -506,7 +506,7 @@ func TestWebConfigBasicAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := e2etest.FreeAddr(t)
-	cmd := exec.Command(e2etest.Tokenwatch(t), "--config.file="+f.config, "--web.listen-address="+addr, "--web.config.file="+webConfig)
+	cmd := exec.Command(e2etest.Tokenwatch(t), "--config.file="+f.config, "--web.listen-address="+addr, "--web.config.file="+webConfig, "--storage.path="+t.TempDir())
 	cmd.Env = f.env()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

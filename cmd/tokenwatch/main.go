@@ -39,6 +39,7 @@ type cli struct {
 	shard      string
 	orgs       []string
 	output     string
+	storage    string
 }
 
 func realMain(args []string, stdout, stderr io.Writer) int {
@@ -56,6 +57,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	run := app.Command("run", "Run the daemon (the default command).").Default()
 	run.Flag("config.file", "tokenwatch configuration file.").Default("tokenwatch.yml").StringVar(&c.configFile)
 	run.Flag("shard", "Check only the orgs whose name hashes to this shard, as i/N (e.g. a StatefulSet ordinal: 0/3).").Default("").StringVar(&c.shard)
+	run.Flag("storage.path", "Directory of the durable state: rotated refresh tokens, alert state, last results (mode 0700, one instance per directory).").
+		Default("data/").StringVar(&c.storage)
 	c.web = kingpinflag.AddFlags(run, defaultListen)
 
 	checkConfig := app.Command("check-config", "Validate the configuration file; exit 0 when valid, 1 listing every problem.")
@@ -69,6 +72,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	demo := app.Command("demo", "Start simulated Salesforce-like orgs in-process and run the agent against them.")
 	demoWeb := kingpinflag.AddFlags(demo, defaultListen)
 	demoOpts := addDemoFlags(demo)
+	demo.Flag("storage.path", "Directory of the durable state; empty: a temporary one, removed at exit.").Default("").StringVar(&c.storage)
 
 	versionCmd := app.Command("version", "Print the version.")
 
@@ -86,14 +90,14 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 		return runDaemon(daemonOptions{
-			logger: logger, web: c.web, load: fileLoader(c.configFile), shard: shard, shards: shards,
+			logger: logger, web: c.web, load: fileLoader(c.configFile), shard: shard, shards: shards, storage: c.storage,
 		})
 	case checkConfig.FullCommand():
 		return runCheckConfig(c.configFile, stdout, stderr)
 	case diagnose.FullCommand():
 		return runDiagnose(c.configFile, c.orgs, c.output, stdout, stderr)
 	case demo.FullCommand():
-		return runDemo(logger, demoWeb, *demoOpts, stdout)
+		return runDemo(logger, demoWeb, *demoOpts, c.storage, stdout)
 	case versionCmd.FullCommand():
 		fmt.Fprintln(stdout, version.Print("tokenwatch"))
 		return exitOK

@@ -29,6 +29,7 @@ import (
 	promexp "github.com/tokenwatch/tokenwatch/exporters/prometheus"
 	"github.com/tokenwatch/tokenwatch/exporters/status"
 	"github.com/tokenwatch/tokenwatch/exporters/webhook"
+	"github.com/tokenwatch/tokenwatch/internal/store"
 )
 
 // shutdownGrace bounds how long shutdown waits for running checks.
@@ -46,6 +47,8 @@ type daemonOptions struct {
 	extra []actor
 	// started is called once the agent runs its first configuration.
 	started func()
+	// storage is the state store's directory.
+	storage string
 }
 
 type actor struct {
@@ -62,6 +65,13 @@ func fileLoader(path string) func() (*configs.Config, error) {
 func runDaemon(o daemonOptions) int {
 	logger := o.logger
 	logger.Info("starting tokenwatch", "version", version.Info(), "build_context", version.BuildContext())
+	st, err := store.Open(o.storage, logger)
+	if err != nil {
+		logger.Error("cannot open the state store", "err", err)
+		return exitUnhealthy
+	}
+	defer st.Close()
+	logger.Info("state store opened", "path", st.Path())
 
 	reg := prom.NewRegistry()
 	reg.MustRegister(
@@ -107,6 +117,7 @@ func runDaemon(o daemonOptions) int {
 		RunOnStart:  true,
 		Instruments: promexp.NewAgentMetrics(reg),
 		Alerts:      router,
+		Store:       st,
 	})
 	reg.MustRegister(promexp.NewAlertCollector(func() []promexp.FiringAlert {
 		var out []promexp.FiringAlert
@@ -118,6 +129,8 @@ func runDaemon(o daemonOptions) int {
 		return out
 	}))
 
+	// probeTimeout is global.probe.timeout of the running configuration.
+	probeTimeout := &durationValue{}
 	// reload is the one path for the first load, SIGHUP and POST /-/reload.
 	reload := func() (err error) {
 		defer func() {
@@ -143,6 +156,10 @@ func runDaemon(o daemonOptions) int {
 		if err := ag.Apply(cfg); err != nil {
 			return err
 		}
+		probeTimeout.set(cfg.Global.Probe.Timeout)
+		for _, w := range cfg.Warnings() {
+			logger.Warn("configuration warning", "warning", w)
+		}
 		// Destinations that stay keep their queues; new ones hear of the
 		// alerts already firing.
 		ag.AlertDestinationsAdded(router.Update(dests))
@@ -157,7 +174,7 @@ func runDaemon(o daemonOptions) int {
 	reloadCh := make(chan chan error)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError)}))
-	mux.Handle("/probe", promexp.ProbeHandler(ag, logger))
+	mux.Handle("/probe", promexp.ProbeHandler(ag, probeTimeout.get, logger))
 	mux.Handle("/api/v1/orgs", page.API())
 	mux.Handle("/", page.HTML())
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
@@ -340,3 +357,9 @@ func alertDestinations(a configs.Alerting) ([]notify.Destination, error) {
 	}
 	return dests, nil
 }
+
+// durationValue is a duration read by the web handlers and set by reloads.
+type durationValue struct{ ns atomic.Int64 }
+
+func (d *durationValue) set(v time.Duration) { d.ns.Store(int64(v)) }
+func (d *durationValue) get() time.Duration  { return time.Duration(d.ns.Load()) }

@@ -92,7 +92,7 @@ alerting:
 
 	tw := &process{name: "tokenwatch"}
 	twAddr := e2etest.FreeAddr(t)
-	tw.start(t, twBin, "--config.file="+config, "--web.listen-address="+twAddr, "--log.level=debug")
+	tw.start(t, twBin, "--config.file="+config, "--web.listen-address="+twAddr, "--log.level=debug", "--storage.path="+t.TempDir())
 	defer tw.stop(t)
 	metrics := func() string {
 		resp, err := http.Get("http://" + twAddr + "/metrics")

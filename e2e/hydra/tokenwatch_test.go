@@ -718,7 +718,7 @@ func (w *world) startDaemon(t *testing.T, config string) *daemon {
 	t.Helper()
 	d := &daemon{base: "http://127.0.0.1:" + freePort(t), logs: &e2etest.Buffer{}, exited: make(chan error, 1), w: w,
 		http: &http.Client{Timeout: commandDeadline}}
-	d.cmd = exec.Command(w.bin, "--config.file="+config, "--web.listen-address="+strings.TrimPrefix(d.base, "http://"))
+	d.cmd = exec.Command(w.bin, "--config.file="+config, "--web.listen-address="+strings.TrimPrefix(d.base, "http://"), "--storage.path="+t.TempDir())
 	d.cmd.Env = append(os.Environ(), w.env...)
 	d.cmd.Dir = w.dir
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
@@ -764,10 +764,11 @@ func (d *daemon) get(t *testing.T, path string) string {
 	return string(b)
 }
 
-// probe runs one check of the org now and returns its result.
+// probe runs one check of the org now (max_age=0s: no earlier result
+// answers) and returns its result.
 func (d *daemon) probe(t *testing.T, org string) *checks.Result {
 	t.Helper()
-	d.get(t, "/probe?org="+url.QueryEscape(org))
+	d.get(t, "/probe?max_age=0s&org="+url.QueryEscape(org))
 	r := d.last(t)[org]
 	if r == nil {
 		t.Fatalf("/api/v1/orgs has no result for %s after a probe", org)

@@ -279,7 +279,7 @@ func (f *fixture) run(t *testing.T, args ...string) (int, string, string) {
 
 func (f *fixture) daemon(t *testing.T) {
 	addr := freeAddr(t)
-	cmd := exec.Command(f.bin, "--config.file="+f.config, "--web.listen-address="+addr)
+	cmd := exec.Command(f.bin, "--config.file="+f.config, "--web.listen-address="+addr, "--storage.path="+t.TempDir())
 	cmd.Env = f.env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

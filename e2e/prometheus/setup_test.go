@@ -134,7 +134,7 @@ alerting:
 		t.Fatal(err)
 	}
 	addr := e2etest.FreeAddr(t)
-	logs := start(t, bin, "--config.file="+config, "--web.listen-address="+addr)
+	logs := start(t, bin, "--config.file="+config, "--web.listen-address="+addr, "--storage.path="+t.TempDir())
 	waitHTTP(t, "tokenwatch", "http://"+addr+"/-/ready", logs)
 	return addr
 }

@@ -10,14 +10,17 @@ import (
 // AgentMetrics are the agent's own health: how long checks wait for a free
 // concurrency slot and how many run at once.
 type AgentMetrics struct {
-	wait    prom.Histogram
-	running prom.Gauge
+	wait     prom.Histogram
+	running  prom.Gauge
+	logins   prom.Counter
+	deferred *prom.CounterVec
+	store    prom.Counter
 }
 
 // NewAgentMetrics registers the agent's metrics with reg.
 func NewAgentMetrics(reg prom.Registerer) *AgentMetrics {
 	f := promauto.With(reg)
-	return &AgentMetrics{
+	m := &AgentMetrics{
 		wait: f.NewHistogram(prom.HistogramOpts{
 			Name:    "tokenwatch_check_queue_wait_seconds",
 			Help:    "Time a due check waited for a free slot under max_concurrent_checks before it started: the scheduling lag.",
@@ -27,8 +30,33 @@ func NewAgentMetrics(reg prom.Registerer) *AgentMetrics {
 			Name: "tokenwatch_checks_running",
 			Help: "Checks running now.",
 		}),
+		logins: f.NewCounter(prom.CounterOpts{
+			Name: "tokenwatch_logins_total",
+			Help: "Token requests sent (logins), by scheduled checks and /probe.",
+		}),
+		deferred: f.NewCounterVec(prom.CounterOpts{
+			Name: "tokenwatch_logins_deferred_total",
+			Help: "Checks that did not log in: the org backs off after a rejected login (backoff) or its identity's login budget was spent (budget).",
+		}, []string{"reason"}),
+		store: f.NewCounter(prom.CounterOpts{
+			Name: "tokenwatch_storage_write_failures_total",
+			Help: "Writes to the state store (--storage.path) that failed.",
+		}),
 	}
+	for _, reason := range []string{"backoff", "budget"} {
+		m.deferred.WithLabelValues(reason)
+	}
+	return m
 }
+
+// LoginSent records a token request sent.
+func (m *AgentMetrics) LoginSent() { m.logins.Inc() }
+
+// LoginDeferred records a check that did not log in, for reason backoff or budget.
+func (m *AgentMetrics) LoginDeferred(reason string) { m.deferred.WithLabelValues(reason).Inc() }
+
+// StoreFailed records a failed write to the state store.
+func (m *AgentMetrics) StoreFailed() { m.store.Inc() }
 
 // CheckStarted records a check that got its slot after waiting d.
 func (m *AgentMetrics) CheckStarted(d time.Duration) {

@@ -60,6 +60,7 @@ type Collector struct {
 	checkDuration     *prom.Desc
 	lastRun           *prom.Desc
 	tlsExpiry         *prom.Desc
+	backoffUntil      *prom.Desc
 	buckets           []float64
 
 	mu   sync.Mutex
@@ -133,6 +134,8 @@ func NewCollector() *Collector {
 			"When the last check of the org finished, in seconds since the Unix epoch.", org, nil),
 		tlsExpiry: prom.NewDesc("tokenwatch_tls_certificate_expiry_timestamp_seconds",
 			"When the first of the TLS certificates presented by the org's endpoints in the last check expires, in seconds since the Unix epoch.", org, nil),
+		backoffUntil: prom.NewDesc("tokenwatch_check_backoff_until_timestamp_seconds",
+			"While the org backs off after a rejected login: when its next login attempt may be made, in seconds since the Unix epoch.", org, nil),
 		buckets: stepDurationBuckets(),
 		orgs:    make(map[string]*orgState),
 	}
@@ -173,6 +176,10 @@ func (c *Collector) Observe(info checks.Info, r *checks.Result) {
 		return
 	}
 	st.last = r
+	if r.Loaded {
+		// Read back from the state store: shown, but not a check of this process.
+		return
+	}
 	st.outcomes[r.Outcome]++
 	for _, s := range r.Steps {
 		if s.Skipped {
@@ -269,6 +276,9 @@ func (c *Collector) collectLast(emit func(prom.Metric), org string, r *checks.Re
 	}
 	if !r.TLSCertExpiry.IsZero() {
 		gauge(c.tlsExpiry, unixSeconds(r.TLSCertExpiry))
+	}
+	if !r.NextAttempt.IsZero() {
+		gauge(c.backoffUntil, unixSeconds(r.NextAttempt))
 	}
 	for _, s := range r.Steps {
 		if s.Skipped {

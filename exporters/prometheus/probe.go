@@ -22,11 +22,32 @@ import (
 // configured. ProbeHandler answers it with 404.
 var ErrUnknownOrg = errors.New("unknown org")
 
-// Prober runs one check of a configured org now.
+// ErrNoLogin is returned, wrapped, by a Prober that may not log in now (the
+// org backs off after a rejected login, or its login budget is spent) and has
+// no earlier result to answer; ProbeHandler answers it with 503. With an
+// earlier result, the Prober returns that result and this error.
+var ErrNoLogin = errors.New("no login allowed now")
+
+// ErrStillRunning is returned, wrapped, when ctx ended before the probe's
+// check finished; the check goes on and is published like a scheduled one.
+// With an earlier result, the Prober returns that result and this error.
+var ErrStillRunning = errors.New("check still running")
+
+// ProbeOptions say how fresh a /probe answer must be.
+type ProbeOptions struct {
+	// MaxAge: an earlier result younger than this is answered without a new
+	// check. Negative means the Prober's configured default.
+	MaxAge time.Duration
+	// Force runs a new check even while the org backs off (within the login
+	// budget), and resets the backoff.
+	Force bool
+}
+
+// Prober runs one check of a configured org now, or answers a fresh one.
 type Prober interface {
-	// ProbeOrg checks the named org and returns its identity and the result.
-	// It returns an error wrapping ErrUnknownOrg when no org has that name.
-	ProbeOrg(ctx context.Context, name string) (checks.Info, *checks.Result, error)
+	// ProbeOrg returns the org's identity and a result per opts. It returns
+	// an error wrapping ErrUnknownOrg when no org has that name.
+	ProbeOrg(ctx context.Context, name string, opts ProbeOptions) (checks.Info, *checks.Result, error)
 }
 
 // scrapeTimeoutMargin is left of Prometheus' scrape timeout for writing the
@@ -38,7 +59,13 @@ const scrapeTimeoutMargin = 500 * time.Millisecond
 // answers, in the Prometheus exposition format, the per-org metrics of that
 // one result and tokenwatch_probe_success. A failing check is still a 200
 // answer, with tokenwatch_probe_success 0, as with the blackbox exporter.
-func ProbeHandler(p Prober, logger *slog.Logger) http.Handler {
+//
+// Query parameters: max_age (a Go duration: an earlier result younger than
+// this is answered without logging in) and force=1 (log in even while the org
+// backs off). Without Prometheus' X-Prometheus-Scrape-Timeout-Seconds header
+// the answer comes within defaultTimeout(), read at each request so that a
+// reload can change it.
+func ProbeHandler(p Prober, defaultTimeout func() time.Duration, logger *slog.Logger) http.Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -48,15 +75,25 @@ func ProbeHandler(p Prober, logger *slog.Logger) http.Handler {
 			http.Error(w, "the org parameter is missing: ask for /probe?org=NAME with NAME a configured org", http.StatusBadRequest)
 			return
 		}
-		ctx, cancel := probeContext(r)
+		opts, err := probeOptions(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		ctx, cancel := probeContext(r, defaultTimeout())
 		defer cancel()
 
-		info, result, err := p.ProbeOrg(ctx, name)
+		info, result, err := p.ProbeOrg(ctx, name, opts)
 		switch {
 		case errors.Is(err, ErrUnknownOrg):
 			http.Error(w, fmt.Sprintf("unknown org \"%s\": it is not in the configuration", textSafe(name)), http.StatusNotFound)
 			return
-		case err != nil:
+		case result == nil && (errors.Is(err, ErrNoLogin) || errors.Is(err, ErrStillRunning)):
+			w.Header().Set("Retry-After", "10")
+			http.Error(w, fmt.Sprintf("org \"%s\": %s, and there is no earlier result to answer", textSafe(name), textSafe(err.Error())),
+				http.StatusServiceUnavailable)
+			return
+		case err != nil && !errors.Is(err, ErrNoLogin) && !errors.Is(err, ErrStillRunning):
 			logger.Error("probe failed", "org", name, "err", err)
 			http.Error(w, fmt.Sprintf("probe of org \"%s\" failed: %s", textSafe(name), textSafe(err.Error())), http.StatusInternalServerError)
 			return
@@ -71,10 +108,16 @@ func ProbeHandler(p Prober, logger *slog.Logger) http.Handler {
 		reg.MustRegister(c)
 		c.SetOrgs([]checks.Info{info})
 		c.Observe(info, result)
+		// A check that outran the deadline is a failed probe, whatever the
+		// earlier result said.
 		promauto.With(reg).NewGauge(prom.GaugeOpts{
 			Name: "tokenwatch_probe_success",
-			Help: "Whether the check run for this probe was healthy (1) or not (0).",
-		}).Set(boolValue(result.Success()))
+			Help: "Whether the result this probe answered was healthy (1) or not (0); 0 when its check outran the deadline.",
+		}).Set(boolValue(result.Success() && !errors.Is(err, ErrStillRunning)))
+		promauto.With(reg).NewGauge(prom.GaugeOpts{
+			Name: "tokenwatch_probe_result_age_seconds",
+			Help: "Age of the answered result: near 0 for a check run for this probe, more for an earlier result answered because it was fresh enough or no login was allowed.",
+		}).Set(max(time.Since(result.Start.Add(result.Duration)).Seconds(), 0))
 
 		promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 			ErrorLog: promErrorLog{logger},
@@ -82,12 +125,36 @@ func ProbeHandler(p Prober, logger *slog.Logger) http.Handler {
 	})
 }
 
-// probeContext bounds the check by the scrape timeout Prometheus announces,
-// when it does, so the check gives up before Prometheus does.
-func probeContext(r *http.Request) (context.Context, context.CancelFunc) {
+// probeOptions reads max_age and force.
+func probeOptions(r *http.Request) (ProbeOptions, error) {
+	q := r.URL.Query()
+	opts := ProbeOptions{MaxAge: -1}
+	if v := q.Get("max_age"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return opts, fmt.Errorf("max_age %q is not a duration such as 30s or 0s", textSafe(v))
+		}
+		opts.MaxAge = d
+	}
+	switch v := q.Get("force"); v {
+	case "", "0", "false":
+	case "1", "true":
+		opts.Force = true
+	default:
+		return opts, fmt.Errorf("force %q must be 1 or 0", textSafe(v))
+	}
+	return opts, nil
+}
+
+// probeContext bounds the answer by the scrape timeout Prometheus announces,
+// so it comes before Prometheus gives up, else by defaultTimeout.
+func probeContext(r *http.Request, defaultTimeout time.Duration) (context.Context, context.CancelFunc) {
 	secs, err := strconv.ParseFloat(r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds"), 64)
 	if err != nil || secs <= 0 {
-		return context.WithCancel(r.Context())
+		if defaultTimeout <= 0 {
+			defaultTimeout = 10 * time.Second
+		}
+		return context.WithTimeout(r.Context(), defaultTimeout)
 	}
 	timeout := time.Duration(secs * float64(time.Second))
 	if timeout > 2*scrapeTimeoutMargin {

@@ -19,14 +19,19 @@ import (
 	"github.com/tokenwatch/tokenwatch/checks"
 )
 
+// testProbeTimeout is the /probe deadline without a scrape timeout header.
+const testProbeTimeout = 7 * time.Second
+
 // fakeProber answers from a fixed table and records the deadline it got.
 type fakeProber struct {
 	results  map[string]*checks.Result
 	err      error
 	deadline time.Duration
+	opts     ProbeOptions
 }
 
-func (f *fakeProber) ProbeOrg(ctx context.Context, name string) (checks.Info, *checks.Result, error) {
+func (f *fakeProber) ProbeOrg(ctx context.Context, name string, opts ProbeOptions) (checks.Info, *checks.Result, error) {
+	f.opts = opts
 	if d, ok := ctx.Deadline(); ok {
 		f.deadline = time.Until(d)
 	}
@@ -50,7 +55,7 @@ func newFakeProber() *fakeProber {
 
 func probe(t *testing.T, p Prober, query string, header http.Header) (*http.Response, string) {
 	t.Helper()
-	srv := httptest.NewServer(ProbeHandler(p, slog.New(slog.DiscardHandler)))
+	srv := httptest.NewServer(ProbeHandler(p, func() time.Duration { return testProbeTimeout }, slog.New(slog.DiscardHandler)))
 	defer srv.Close()
 	req, err := http.NewRequest(http.MethodGet, srv.URL+"/probe"+query, nil)
 	if err != nil {
@@ -210,16 +215,15 @@ func TestProbeHandlerErrors(t *testing.T) {
 
 func TestProbeHandlerHonoursScrapeTimeout(t *testing.T) {
 	tests := []struct {
-		name          string
-		header        string
-		wantMin       time.Duration
-		wantMax       time.Duration
-		wantNoTimeout bool
+		name    string
+		header  string
+		wantMin time.Duration
+		wantMax time.Duration
 	}{
-		{name: "no header: no deadline of its own", wantNoTimeout: true},
+		{name: "no header: the configured probe timeout", wantMin: testProbeTimeout - time.Second, wantMax: testProbeTimeout},
 		{name: "a margin is kept for the answer", header: "10", wantMin: 9 * time.Second, wantMax: 9500 * time.Millisecond},
 		{name: "short timeouts are used whole", header: "0.5", wantMin: 400 * time.Millisecond, wantMax: 500 * time.Millisecond},
-		{name: "garbage is ignored", header: "soon", wantNoTimeout: true},
+		{name: "garbage is ignored", header: "soon", wantMin: testProbeTimeout - time.Second, wantMax: testProbeTimeout},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -230,12 +234,6 @@ func TestProbeHandlerHonoursScrapeTimeout(t *testing.T) {
 			}
 			if resp, body := probe(t, p, "?org=acme-prod", h); resp.StatusCode != http.StatusOK {
 				t.Fatalf("status %d: %s", resp.StatusCode, body)
-			}
-			if tt.wantNoTimeout {
-				if p.deadline != 0 {
-					t.Errorf("deadline in %v, want none", p.deadline)
-				}
-				return
 			}
 			if p.deadline < tt.wantMin || p.deadline > tt.wantMax {
 				t.Errorf("deadline in %v, want between %v and %v", p.deadline, tt.wantMin, tt.wantMax)

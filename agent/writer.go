@@ -1,0 +1,167 @@
+package agent
+
+import (
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/tokenwatch/tokenwatch/internal/store"
+)
+
+// stateWriter writes results and alert state to the store behind the
+// checks: a durable write waits for its commit (about 10 ms, shared by the
+// writes of that moment), which must hold up neither a check nor the
+// alerter's lock. Only each key's latest value is written, in order.
+// Rotated refresh tokens do not go through it: they are written before
+// they are used (chainLocked).
+type stateWriter struct {
+	st          *store.Store
+	logger      *slog.Logger
+	instruments Instruments
+
+	mu      sync.Mutex
+	pending map[stateKey][]byte // nil: delete
+	wake    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+	running bool
+}
+
+type stateKey struct {
+	bucket store.Bucket
+	key    string
+}
+
+// writeParallel bounds the writes in flight; the store coalesces them into
+// one commit.
+const writeParallel = 16
+
+// retryWait spaces the attempts after a failed write.
+const retryWait = time.Second
+
+// newStateWriter returns nil for a nil store; a nil writer writes nothing.
+func newStateWriter(st *store.Store, logger *slog.Logger, in Instruments) *stateWriter {
+	if st == nil {
+		return nil
+	}
+	return &stateWriter{st: st, logger: logger, instruments: in, pending: map[stateKey][]byte{},
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (w *stateWriter) put(b store.Bucket, key string, raw []byte) {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	w.pending[stateKey{b, key}] = raw
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *stateWriter) delete(b store.Bucket, key string) { w.put(b, key, nil) }
+
+func (w *stateWriter) each(b store.Bucket, fn func(key string, raw []byte) error) error {
+	if w == nil {
+		return nil
+	}
+	return w.st.Each(b, fn)
+}
+
+// start runs the writer until close.
+func (w *stateWriter) start() {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	w.running = true
+	w.mu.Unlock()
+	go func() {
+		defer close(w.done)
+		for {
+			select {
+			case <-w.wake:
+				if !w.flush() {
+					select {
+					case <-time.After(retryWait):
+					case <-w.stop:
+					}
+				}
+			case <-w.stop:
+				return
+			}
+		}
+	}()
+}
+
+// close stops the writer and writes what is pending.
+func (w *stateWriter) close() {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	running := w.running
+	w.running = false
+	w.mu.Unlock()
+	if running {
+		close(w.stop)
+		<-w.done
+	}
+	w.flush()
+}
+
+// flush writes every pending value; failed ones stay pending unless a newer
+// value came meanwhile. It reports whether all succeeded.
+func (w *stateWriter) flush() bool {
+	w.mu.Lock()
+	batch := w.pending
+	w.pending = map[stateKey][]byte{}
+	w.mu.Unlock()
+	if len(batch) == 0 {
+		return true
+	}
+	var (
+		wg     sync.WaitGroup
+		slots  = make(chan struct{}, writeParallel)
+		failMu sync.Mutex
+		failed = map[stateKey][]byte{}
+	)
+	for k, raw := range batch {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			var err error
+			if raw == nil {
+				err = w.st.Delete(k.bucket, k.key)
+			} else {
+				err = w.st.Put(k.bucket, k.key, json.RawMessage(raw))
+			}
+			if err != nil {
+				w.instruments.StoreFailed()
+				w.logger.Warn("writing the state store failed; retrying", "bucket", string(k.bucket), "org", k.key, "err", err)
+				failMu.Lock()
+				failed[k] = raw
+				failMu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(failed) == 0 {
+		return true
+	}
+	w.mu.Lock()
+	for k, raw := range failed {
+		if _, newer := w.pending[k]; !newer {
+			w.pending[k] = raw
+		}
+	}
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	return false
+}

@@ -1,0 +1,80 @@
+package checks
+
+import (
+	"context"
+	"crypto/sha256"
+	"sync"
+)
+
+// RefreshChain is the current refresh token of one org (grant.type
+// refresh_token). With rotation every refresh returns a new refresh token and
+// retires the one sent, and presenting a retired one can end the whole chain
+// (Salesforce revokes the token family). So a chain has one owner at a time:
+// a refresh holds it from before its request is sent until the rotated token
+// is saved, and every checker of the org (the one a reload replaces and the
+// one that replaces it) shares the same chain instead of copying its token.
+type RefreshChain struct {
+	// owner is held by the refresh in flight; a channel so waiting honours ctx.
+	owner chan struct{}
+	save  func(Secret) error
+
+	mu      sync.Mutex
+	token   Secret
+	rotated bool
+	// retired holds digests of the tokens this chain rotated away from.
+	retired map[[sha256.Size]byte]bool
+}
+
+// NewRefreshChain starts a chain at token. rotated says the token came from a
+// rotation (kept in the store) rather than from the configuration. save, when
+// set, must store a rotated token durably: it is called, and has returned,
+// before the new token or the access token that came with it is used.
+func NewRefreshChain(token Secret, rotated bool, save func(Secret) error) *RefreshChain {
+	return &RefreshChain{owner: make(chan struct{}, 1), save: save, token: token, rotated: rotated,
+		retired: map[[sha256.Size]byte]bool{}}
+}
+
+// Token is the refresh token the next refresh will send.
+func (rc *RefreshChain) Token() Secret {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.token
+}
+
+// acquire takes the chain for one refresh; release gives it back.
+func (rc *RefreshChain) acquire(ctx context.Context) error {
+	select {
+	case rc.owner <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (rc *RefreshChain) release() { <-rc.owner }
+
+// rotate makes next the current token, saving it first. A save that fails
+// still moves the chain on in memory (the old token is dead at the server
+// either way) and returns the error for the caller to report.
+func (rc *RefreshChain) rotate(next Secret) error {
+	var err error
+	if rc.save != nil {
+		err = rc.save(next)
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.token != "" {
+		rc.retired[sha256.Sum256([]byte(rc.token.Reveal()))] = true
+	}
+	rc.token, rc.rotated = next, true
+	return err
+}
+
+// knownRetired reports whether a refusal of sent means the chain was broken
+// rather than a bad configured token: sent came from a rotation, or this chain
+// had already rotated away from it.
+func (rc *RefreshChain) knownRetired(sent Secret) bool {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return (rc.rotated && sent == rc.token) || rc.retired[sha256.Sum256([]byte(sent.Reveal()))]
+}
