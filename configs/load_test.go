@@ -20,6 +20,17 @@ type invalidCase struct {
 // user sees for it; TestEveryInvalidFixtureIsTested keeps the two in step.
 func invalidCases() []invalidCase {
 	return []invalidCase{
+		{fixture: "global-login-budget", want: []string{
+			"global.login_budget: must be at least 1 (logins per hour), got -5"}},
+		{fixture: "global-backoff", want: []string{
+			"global.backoff.initial: must be positive, got 0s"}},
+		{fixture: "global-backoff-max-short", want: []string{
+			"global.backoff.max: must not be shorter than backoff.initial (10m0s), got 1m0s"}},
+		{fixture: "global-probe", want: []string{
+			"global.probe.fresh: unknown key",
+			"global.probe.max_age: must not be negative, got -1s",
+			"global.probe.max_concurrent: must be at least 1, got 0",
+			"global.probe.timeout: must be more than 0s and at most 5m, got 10m0s"}},
 		{fixture: "no-orgs", want: []string{
 			"orgs: at least one org is required (add a list entry under orgs:)"}},
 		{fixture: "org-name-missing", want: []string{

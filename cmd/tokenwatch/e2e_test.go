@@ -417,6 +417,11 @@ func TestCheckConfig(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "valid, 5 org(s)") {
 		t.Errorf("valid config: exit %d: %s%s", code, out, errOut)
 	}
+	// Valid, but two orgs log in as one user every 2 s: 3,600 times an hour, four times the default budget.
+	if want := "warning: orgs seed-case, separate-introspector log in as 127.0.0.1"; !strings.Contains(out, want) ||
+		!strings.Contains(out, "integration@e2e.example about 3600 times an hour, more than global.login_budget (900)") {
+		t.Errorf("check-config output lacks the login budget warning %q:\n%s", want, out)
+	}
 	// Every problem is listed with its path, and no secret value is echoed.
 	f.writeConfig(t, `  - name: broken
     url: http://example.com

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -240,4 +242,70 @@ func TestProbeHandlerHonoursScrapeTimeout(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestProbeOptionsFromTheQuery(t *testing.T) {
+	for _, tc := range []struct {
+		query string
+		want  ProbeOptions
+		code  int
+	}{
+		{"?org=acme-prod", ProbeOptions{MaxAge: -1}, http.StatusOK},
+		{"?org=acme-prod&max_age=0s", ProbeOptions{MaxAge: 0}, http.StatusOK},
+		{"?org=acme-prod&max_age=45s&force=1", ProbeOptions{MaxAge: 45 * time.Second, Force: true}, http.StatusOK},
+		{"?org=acme-prod&max_age=soon", ProbeOptions{}, http.StatusBadRequest},
+		{"?org=acme-prod&max_age=-1s", ProbeOptions{}, http.StatusBadRequest},
+		{"?org=acme-prod&force=yes", ProbeOptions{}, http.StatusBadRequest},
+	} {
+		p := newFakeProber()
+		resp, body := probe(t, p, tc.query, nil)
+		if resp.StatusCode != tc.code {
+			t.Errorf("%s: status %d (%s), want %d", tc.query, resp.StatusCode, body, tc.code)
+			continue
+		}
+		if tc.code == http.StatusOK && p.opts != tc.want {
+			t.Errorf("%s: options %+v, want %+v", tc.query, p.opts, tc.want)
+		}
+	}
+}
+
+// stuckProber answers a fixed result with a fixed error, as the agent does
+// when it may not log in or when the check outran the deadline.
+type stuckProber struct {
+	res *checks.Result
+	err error
+}
+
+func (s stuckProber) ProbeOrg(context.Context, string, ProbeOptions) (checks.Info, *checks.Result, error) {
+	return acmeInfo(), s.res, s.err
+}
+
+func TestProbeWithoutANewCheck(t *testing.T) {
+	t.Run("no login allowed and no earlier result: 503", func(t *testing.T) {
+		resp, body := probe(t, stuckProber{err: fmt.Errorf("%w: backing off", ErrNoLogin)}, "?org=acme-prod", nil)
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "no earlier result") {
+			t.Fatalf("status %d, Retry-After %q, body %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+		}
+	})
+	t.Run("no login allowed: the earlier result, with its age", func(t *testing.T) {
+		earlier := acmeFirst()
+		resp, body := probe(t, stuckProber{res: earlier, err: fmt.Errorf("%w: backing off", ErrNoLogin)}, "?org=acme-prod", nil)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, "tokenwatch_probe_success 1") {
+			t.Fatalf("status %d body %s; want 200 answering the earlier, healthy result", resp.StatusCode, body)
+		}
+		age := regexp.MustCompile(`(?m)^tokenwatch_probe_result_age_seconds (\S+)$`).FindStringSubmatch(body)
+		if age == nil {
+			t.Fatalf("no tokenwatch_probe_result_age_seconds in\n%s", body)
+		}
+		want := time.Since(earlier.Start.Add(earlier.Duration)).Seconds()
+		if got, _ := strconv.ParseFloat(age[1], 64); got < want-5 || got > want+5 {
+			t.Errorf("result age %s, want about %.0f", age[1], want)
+		}
+	})
+	t.Run("check still running: probe_success 0 whatever the earlier result", func(t *testing.T) {
+		resp, body := probe(t, stuckProber{res: acmeFirst(), err: fmt.Errorf("%w: deadline", ErrStillRunning)}, "?org=acme-prod", nil)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, "tokenwatch_probe_success 0") {
+			t.Fatalf("status %d body %s; want 200 with probe_success 0", resp.StatusCode, body)
+		}
+	})
 }

@@ -344,6 +344,12 @@ func rowOf(o OrgState, now time.Time) rowView {
 	} else {
 		row.LastCheck = "just now"
 	}
+	if r.Loaded {
+		row.LastCheck += " (before the restart)"
+	}
+	if !r.NextAttempt.IsZero() {
+		row.LastCheck += "; backing off, next login " + r.NextAttempt.UTC().Format(time.RFC3339)
+	}
 	for _, s := range r.Steps {
 		if s.Skipped {
 			row.Steps = append(row.Steps, string(s.Step)+" skipped")

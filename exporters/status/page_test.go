@@ -415,3 +415,26 @@ func TestFiringAlertsShown(t *testing.T) {
 		t.Fatal("the page does not show the firing alert")
 	}
 }
+
+// A result read back from the store after a restart says so, and so does an
+// org that backs off after a rejected login, with the time of its next login.
+func TestLoadedAndBackingOffShown(t *testing.T) {
+	p := NewPage(PageOptions{Clock: now})
+	p.SetOrgs([]checks.Info{{Name: "restored"}, {Name: "locked-out"}})
+	loaded := healthy("restored")
+	loaded.Loaded = true
+	p.Observe(checks.Info{Name: "restored"}, loaded)
+	rejected := &checks.Result{Org: "locked-out", Start: now().Add(-time.Minute), Duration: time.Second,
+		Outcome: checks.OutcomeGrantRejected, NextAttempt: now().Add(4 * time.Minute)}
+	p.Observe(checks.Info{Name: "locked-out"}, rejected)
+	_, body := get(t, p.HTML(), http.MethodGet, "/")
+	for _, want := range []string{">12s ago (before the restart)</td>", "59s ago; backing off, next login 2026-01-02T12:04:00Z</td>"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	_, api := get(t, p.API(), http.MethodGet, "/api/v1/orgs")
+	if !strings.Contains(api, `"loaded":true`) || !strings.Contains(api, `"next_attempt":"2026-01-02T12:04:00Z"`) {
+		t.Errorf("API lacks loaded or next_attempt:\n%s", api)
+	}
+}
