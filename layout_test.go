@@ -18,7 +18,7 @@ func deps(t *testing.T, pkg string) []string {
 	return strings.Fields(string(out))
 }
 
-// TestLayoutRulesOfDirection enforces the rules of direction in DESIGN.md:
+// TestLayoutRulesOfDirection enforces the rules of direction (README, Layout):
 // checks knows nothing of Prometheus, cron or alerts; configs reads files
 // only; exporters never import the agent; nothing imports cmd.
 func TestLayoutRulesOfDirection(t *testing.T) {

@@ -683,7 +683,7 @@ func (c *Checker) revoke(ctx context.Context, ep Endpoints, token string) StepRe
 	case resp.status < 300 && oe == nil:
 		sr.Detail = fmt.Sprintf("answered %d: revoked", resp.status)
 	case oe != nil && oe.Code == "invalid_token":
-		// oauth-reference D18: Salesforce says 400 invalid_token for a token already dead.
+		// Salesforce answers 400 invalid_token for a token already dead, where RFC 7009 says 200.
 		sr.Detail = fmt.Sprintf("answered %d invalid_token: the token was already invalid", resp.status)
 	default:
 		sr.Outcome = OutcomeRevokeFailed

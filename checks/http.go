@@ -218,7 +218,7 @@ func (t *phaseTrace) phases(end time.Time) Phases {
 	return p
 }
 
-// classifyTransport maps a client error to an outcome (oauth-reference D1-D3).
+// classifyTransport maps a client error to an outcome: DNS, connect or timeout, TLS.
 func classifyTransport(err error) *classified {
 	var dnsErr *net.DNSError
 	var certErr *tls.CertificateVerificationError
@@ -312,7 +312,7 @@ func isLoopback(host string) bool {
 }
 
 // classifyHTTP covers the answers that mean the same whatever the endpoint:
-// redirects, rate limits, HTML pages and 5xx (oauth-reference D4-D6, D13).
+// redirects, rate limits, HTML pages and 5xx (see docs/outcomes.md).
 // It returns nil when the caller should interpret the answer itself.
 func classifyHTTP(r *response) *classified {
 	switch {

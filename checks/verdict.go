@@ -226,7 +226,7 @@ func (c *Checker) fixFor(o Outcome) string {
 }
 
 // tokenErrorFix maps the token endpoint's error description to advice
-// (oauth-reference A6 and D9-D13, D19, D21).
+// (Salesforce's error texts and RFC 6749 §5.2 codes; docs/outcomes.md lists the outcomes).
 func tokenErrorFix(t Target, o Outcome, oe *oauthError) string {
 	if oe == nil {
 		return ""

@@ -363,7 +363,7 @@ func (f *fixture) daemon(t *testing.T) {
 }
 
 // configErrors checks the check-config and diagnose exit codes and the field
-// paths of DESIGN.md on broken variants of the working config.
+// paths of the configuration reference on broken variants of the working config.
 func (f *fixture) configErrors(t *testing.T) {
 	good, err := os.ReadFile(f.config)
 	if err != nil {

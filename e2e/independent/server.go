@@ -1,6 +1,6 @@
 // Package independent holds an end-to-end test of the tokenwatch binary
 // against a Salesforce-like authorization server written for this package
-// alone, from the protocol notes in docs/oauth-reference.md section A. It
+// alone, from the project's protocol notes on Salesforce. It
 // shares no code with the simulator under internal/.
 package independent
 
