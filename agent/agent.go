@@ -75,6 +75,9 @@ type Instruments interface {
 // ErrStopped is returned by Apply once Stop has begun.
 var ErrStopped = errors.New("agent stopped")
 
+// errReplaced: a probe looked up an org job that a reload then replaced.
+var errReplaced = errors.New("org replaced by a reload")
+
 // Agent schedules and runs the checks of every configured org.
 type Agent struct {
 	logger *slog.Logger
@@ -100,9 +103,12 @@ type Agent struct {
 	// tasks tracks every goroutine the agent starts outside cron (first
 	// runs, /probe checks, closing replaced checkers), so Stop waits for them.
 	tasks sync.WaitGroup
-	// chains are the refresh token chains by org, kept across reloads.
-	chains map[string]*chainHolder
-	logins *loginBudget
+	// chains are the refresh token chains by digest of the configured
+	// refresh token, kept for the life of the process (chainLocked);
+	// chainOrgs indexes the orgs of the stored chains during one Apply.
+	chains    map[string]*checks.RefreshChain
+	chainOrgs map[string]bool
+	logins    *loginBudget
 	// loaded says whether the results and alert state of the store were read.
 	loaded bool
 	// state writes results and alert state to the store behind the checks.
@@ -122,8 +128,9 @@ type orgJob struct {
 	// tls fingerprints the contents of the org's TLS files, so a renewed
 	// certificate at the same path counts as a change on reload.
 	tls string
-	// identity is who the org logs in as, for the login budget.
-	identity string
+	// identity is who the org logs in as, for the login budget; login
+	// digests what it logs in with (loginDigest).
+	identity, login string
 	// running is set while a scheduled run goes on.
 	running atomic.Bool
 
@@ -133,6 +140,8 @@ type orgJob struct {
 	// the org backs off until nextAttempt.
 	rejections  int
 	nextAttempt time.Time
+	// lastForced is when /probe?force=1 last overrode the backoff.
+	lastForced time.Time
 	// probe is the /probe check in flight, which concurrent probes share.
 	probe *probeCall
 }
@@ -170,7 +179,7 @@ func New(opts Options) *Agent {
 		sem:      make(chan struct{}, 1),
 		probeSem: make(chan struct{}, 1),
 		stopped:  make(chan struct{}),
-		chains:   map[string]*chainHolder{},
+		chains:   map[string]*checks.RefreshChain{},
 		logins:   newLoginBudget(),
 		state:    state,
 		alerts:   newAlerter(opts.Logger, opts.Alerts, opts.Clock, state),
@@ -186,6 +195,12 @@ func New(opts Options) *Agent {
 
 // Start starts the scheduler and the re-sending of firing alerts.
 func (a *Agent) Start() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.stopping {
+		// A run group may interrupt an actor before it executes.
+		return
+	}
 	a.state.start()
 	a.cron.Start()
 	a.tasks.Go(a.resendLoop)
@@ -254,9 +269,18 @@ func (a *Agent) Stop(ctx context.Context) {
 		})
 	}
 	wg.Wait()
-	// Last, so the results of the last checks are written too.
+	for _, c := range a.chains {
+		_ = c.Save()
+	}
+	// Last, so the results of the last checks are written too. What comes
+	// later (acceptances of the last notifications) waits for FlushState.
 	a.state.close()
 }
+
+// FlushState writes what reached the state store after Stop: the
+// acceptances of the notifications delivered while shutting down. Call it
+// after the notifications are delivered.
+func (a *Agent) FlushState() { a.state.flush() }
 
 // revokeGrace bounds revoking the kept tokens at shutdown.
 const revokeGrace = 10 * time.Second
@@ -318,6 +342,7 @@ func (a *Agent) Apply(cfg *configs.Config) error {
 	}
 	a.global = cfg.Global
 	a.logins.setLimit(cfg.Global.LoginBudget)
+	a.chainOrgs = nil
 	first := !a.loaded
 	if first {
 		a.alerts.load()
@@ -341,14 +366,15 @@ func (a *Agent) Apply(cfg *configs.Config) error {
 			carried = old
 			a.removeLocked(old)
 		}
-		opts := []checks.Option{}
+		j := &orgJob{agent: a, org: p.org, info: p.target.Info(), timeout: checkDeadline(p.target), tls: p.tls,
+			identity: p.org.LoginIdentity(), login: loginDigest(p.org)}
+		opts := []checks.Option{checks.WithLoginGate(j.loginGate)}
 		if chain := a.chainLocked(p.org); chain != nil {
 			// Shared with the replaced checker: a refresh it has in flight
 			// finishes, and saves its rotated token, before this one's starts.
 			opts = append(opts, checks.WithRefreshChain(chain))
 		}
-		j := &orgJob{agent: a, org: p.org, info: p.target.Info(), checker: a.opts.NewChecker(p.target, opts...),
-			timeout: checkDeadline(p.target), tls: p.tls, identity: p.org.LoginIdentity()}
+		j.checker = a.opts.NewChecker(p.target, opts...)
 		if carried != nil {
 			// A changed org starts afresh (no backoff: the change may be the
 			// fix) but keeps showing its last result until its next check.
@@ -366,11 +392,6 @@ func (a *Agent) Apply(cfg *configs.Config) error {
 		if !keep[name] {
 			a.removeLocked(j)
 			a.forget(name)
-		}
-	}
-	for name := range a.chains {
-		if !keep[name] {
-			delete(a.chains, name)
 		}
 	}
 	if first {
@@ -412,7 +433,7 @@ func (a *Agent) removeLocked(j *orgJob) {
 	a.cron.Remove(j.entry)
 	delete(a.orgs, j.org.Name)
 	a.tasks.Go(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), j.timeout)
+		ctx, cancel := context.WithTimeout(a.ctx, j.timeout)
 		defer cancel()
 		j.checker.Close(ctx)
 	})
@@ -465,38 +486,38 @@ func (j *orgJob) Run() {
 	defer func() { <-sem }()
 	a.opts.Instruments.CheckStarted(time.Since(queued))
 	defer a.opts.Instruments.CheckFinished()
-	if _, err := j.check(false); err != nil {
+	if _, err := j.check(a.ctx, false); err != nil {
 		a.logger.Debug("check not run", "org", j.org.Name, "err", err)
 	}
 }
 
-// check runs the org's check now, unless it may not log in (backing off, or
-// its identity's login budget spent: errNoLogin), and publishes the result.
-// force runs it even while the org backs off, and resets the backoff.
-func (j *orgJob) check(force bool) (*checks.Result, error) {
+// check runs the org's check now, unless the org backs off after a
+// rejected login (errNoLogin) or its login gate refused (the budget), and
+// publishes the result. force overrides the backoff, at most once per
+// backoff.initial, so that a /probe?force=1 in a scrape job cannot become a
+// login per scrape; the backoff's doubling goes on if the login fails again.
+func (j *orgJob) check(ctx context.Context, force bool) (*checks.Result, error) {
 	a := j.agent
 	now := a.opts.Clock()
+	a.mu.Lock()
+	initial := a.global.Backoff.Initial
+	a.mu.Unlock()
 	j.mu.Lock()
-	if force {
-		j.rejections, j.nextAttempt = 0, time.Time{}
-	}
 	backingOff := now.Before(j.nextAttempt)
+	if backingOff && force && now.Sub(j.lastForced) >= initial {
+		backingOff = false
+		j.lastForced = now
+	}
 	j.mu.Unlock()
 	if backingOff {
 		a.opts.Instruments.LoginDeferred("backoff")
 		return nil, fmt.Errorf("%w: the org backs off after a rejected login", promexp.ErrNoLogin)
 	}
-	if j.checker.WillLogIn() && !a.logins.take(j.identity, now) {
-		a.opts.Instruments.LoginDeferred("budget")
-		a.logger.Warn("login budget spent; check deferred", "org", j.org.Name, "identity", j.identity,
-			"budget_per_hour", a.logins.limitNow())
-		return nil, fmt.Errorf("%w: the login budget of %s is spent", promexp.ErrNoLogin, j.identity)
-	}
-	ctx, cancel := context.WithTimeout(a.ctx, j.timeout)
+	ctx, cancel := context.WithTimeout(ctx, j.timeout)
 	defer cancel()
 	res := j.checker.Check(ctx)
-	if loggedIn(res) {
-		a.opts.Instruments.LoginSent()
+	if res.Deferred != nil {
+		return nil, res.Deferred
 	}
 	if err := a.ctx.Err(); err != nil {
 		// Cancelled at shutdown: the result says nothing about the org.
@@ -505,6 +526,25 @@ func (j *orgJob) check(force bool) (*checks.Result, error) {
 	j.backoff(res)
 	j.publish(res)
 	return res, nil
+}
+
+// probeKey marks the context of a /probe check, for the login gate.
+type probeKey struct{}
+
+// loginGate is asked by the checker right before each token request: the
+// identity's login budget, of which /probe may spend at most half, so that
+// /probe can never starve the scheduled checks.
+func (j *orgJob) loginGate(ctx context.Context) error {
+	a := j.agent
+	probe := ctx.Value(probeKey{}) != nil
+	if !a.logins.take(j.identity, a.opts.Clock(), probe) {
+		a.opts.Instruments.LoginDeferred("budget")
+		a.logger.Warn("login budget spent; check deferred", "org", j.org.Name, "identity", j.identity,
+			"budget_per_hour", a.logins.limitNow(), "probe", probe)
+		return fmt.Errorf("%w: the login budget of %s is spent", promexp.ErrNoLogin, j.identity)
+	}
+	a.opts.Instruments.LoginSent()
+	return nil
 }
 
 // backoff starts, lengthens or ends the org's backoff after res, and notes
@@ -555,7 +595,7 @@ func (j *orgJob) publish(res *checks.Result) {
 	default:
 		logger.Debug("check finished", "outcome", res.Outcome, "duration", res.Duration.Round(time.Millisecond))
 	}
-	a.saveResult(j.org.Name, res, rejections)
+	a.saveResult(j, res, rejections)
 	for _, o := range a.opts.Observers {
 		o.Observe(j.info, res)
 	}
@@ -594,6 +634,9 @@ func (a *Agent) ProbeOrg(ctx context.Context, name string, opts promexp.ProbeOpt
 		return j.info, last, nil
 	}
 	call, err := j.startProbe(opts.Force)
+	if errors.Is(err, errReplaced) {
+		return a.ProbeOrg(ctx, name, opts)
+	}
 	if err != nil {
 		return j.info, last, err
 	}
@@ -622,6 +665,10 @@ func (j *orgJob) startProbe(force bool) (*probeCall, error) {
 	if a.stopping {
 		return nil, ErrStopped
 	}
+	if a.orgs[j.org.Name] != j {
+		// A reload replaced or removed the org since the caller looked it up.
+		return nil, errReplaced
+	}
 	call := &probeCall{done: make(chan struct{})}
 	j.probe = call
 	sem := a.probeSem
@@ -639,7 +686,7 @@ func (j *orgJob) startProbe(force bool) (*probeCall, error) {
 			return
 		}
 		defer func() { <-sem }()
-		call.res, call.err = j.check(force)
+		call.res, call.err = j.check(context.WithValue(a.ctx, probeKey{}, true), force)
 	})
 	return call, nil
 }

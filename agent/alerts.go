@@ -129,6 +129,9 @@ type alerter struct {
 	mu   sync.Mutex
 	cfg  configs.Alerting
 	orgs map[string]*orgAlerts
+	// removed holds orgs no longer configured whose resolves are not
+	// delivered yet.
+	removed map[string]*orgAlerts
 	// generation numbers firing episodes, so that the acceptance of an
 	// earlier firing is not credited to a later one of the same alert.
 	generation uint64
@@ -190,7 +193,8 @@ func newAlerter(logger *slog.Logger, sender AlertSender, clock func() time.Time,
 			ResendInterval:       configs.DefaultResendInterval,
 			ExpiresSoonThreshold: configs.DefaultExpiresSoonThreshold,
 		},
-		orgs: map[string]*orgAlerts{},
+		orgs:    map[string]*orgAlerts{},
+		removed: map[string]*orgAlerts{},
 	}
 }
 
@@ -224,7 +228,13 @@ func (a *alerter) setOrgs(orgs []configs.Org, infos map[string]checks.Info) {
 		keep[o.Name] = true
 		oa, ok := a.orgs[o.Name]
 		if !ok {
-			a.orgs[o.Name] = newOrgAlerts(info, o.TokenMode, scheduleInterval(o.Schedule))
+			oa = newOrgAlerts(info, o.TokenMode, scheduleInterval(o.Schedule))
+			if gone := a.removed[o.Name]; gone != nil {
+				// Back before its resolves were delivered: they stay due.
+				oa.unsent = gone.unsent
+				delete(a.removed, o.Name)
+			}
+			a.orgs[o.Name] = oa
 			continue
 		}
 		relabel := !maps.Equal(oa.info.Labels, info.Labels)
@@ -250,10 +260,15 @@ func (a *alerter) setOrgs(orgs []configs.Org, infos map[string]checks.Info) {
 			}
 		}
 		delete(a.orgs, name)
-		a.dropLocked(name)
+		// Its resolves are kept, in memory and in the store, until delivered.
+		oa.alerts = map[string]*alertState{}
+		if len(oa.unsent) > 0 {
+			a.removed[name] = oa
+		}
+		a.saveLocked(oa, true)
 	}
 	for name := range keep {
-		a.saveLocked(a.orgs[name])
+		a.saveLocked(a.orgs[name], len(msgs) > 0)
 	}
 	a.sendLocked(msgs)
 }
@@ -308,7 +323,9 @@ func (a *alerter) observe(org string, res *checks.Result) {
 			st.alert.Annotations = a.annotations(oa, st)
 		}
 	}
-	a.saveLocked(oa)
+	// A firing or a resolve is written before it is sent: a crash must not
+	// undo it (re-fire a resolved alert, or fire one again as new).
+	a.saveLocked(oa, len(msgs) > 0)
 	a.sendLocked(msgs)
 }
 
@@ -452,11 +469,16 @@ func (a *alerter) resolveAccepted(org, fingerprint string, endsAt time.Time) {
 	defer a.mu.Unlock()
 	oa, ok := a.orgs[org]
 	if !ok {
-		return
+		if oa, ok = a.removed[org]; !ok {
+			return
+		}
 	}
 	if r, ok := oa.unsent[fingerprint]; ok && r.EndsAt.Equal(endsAt) {
 		delete(oa.unsent, fingerprint)
-		a.saveLocked(oa)
+		if len(oa.unsent) == 0 && a.removed[org] == oa {
+			delete(a.removed, org)
+		}
+		a.saveLocked(oa, false)
 	}
 }
 
@@ -487,7 +509,7 @@ func (a *alerter) accepted(org, name, fingerprint string, generation uint64, des
 	}
 	st.accepted = true
 	a.logger.Info("alert firing", "org", org, "alertname", name, "reason", st.alert.Labels["reason"], "accepted_by", destination)
-	a.saveLocked(oa)
+	a.saveLocked(oa, false)
 }
 
 func (a *alerter) sendLocked(msgs []notify.Message) {

@@ -45,15 +45,20 @@ type storedVerdict struct {
 }
 
 // saveLocked writes the org's alert state to the store when it changed
-// since the last write; an org with nothing pending has no record.
-func (a *alerter) saveLocked(oa *orgAlerts) {
+// since the last write, durably before it returns when now is set; an org
+// with nothing pending has no record.
+func (a *alerter) saveLocked(oa *orgAlerts, now bool) {
 	if a.store == nil || oa == nil {
 		return
+	}
+	write := a.store.put
+	if now {
+		write = a.store.putNow
 	}
 	if len(oa.alerts) == 0 && len(oa.unsent) == 0 {
 		if oa.saved != nil {
 			oa.saved = nil
-			a.store.delete(store.Alerts, oa.info.Name)
+			write(store.Alerts, oa.info.Name, nil)
 		}
 		return
 	}
@@ -73,14 +78,7 @@ func (a *alerter) saveLocked(oa *orgAlerts) {
 		return
 	}
 	oa.saved = raw
-	a.store.put(store.Alerts, oa.info.Name, raw)
-}
-
-// dropLocked removes a removed org's alert state from the store.
-func (a *alerter) dropLocked(org string) {
-	if a.store != nil {
-		a.store.delete(store.Alerts, org)
-	}
+	write(store.Alerts, oa.info.Name, raw)
 }
 
 // load reads the alert state of before a restart. Orgs no longer configured
@@ -130,6 +128,12 @@ func (a *alerter) resume() {
 	defer a.mu.Unlock()
 	now := a.clock()
 	var msgs []notify.Message
+	for _, org := range slices.Sorted(maps.Keys(a.removed)) {
+		oa := a.removed[org]
+		for _, fp := range slices.Sorted(maps.Keys(oa.unsent)) {
+			msgs = append(msgs, a.resolveMessage(org, oa.unsent[fp]))
+		}
+	}
 	for _, org := range slices.Sorted(maps.Keys(a.orgs)) {
 		oa := a.orgs[org]
 		for _, fp := range slices.Sorted(maps.Keys(oa.unsent)) {

@@ -26,12 +26,6 @@ func rejectedLogin(o checks.Outcome) bool {
 	return false
 }
 
-// loggedIn reports whether a check sent a token request.
-func loggedIn(res *checks.Result) bool {
-	st := res.Step(checks.StepToken)
-	return st != nil && !st.Skipped && st.Outcome != checks.OutcomeInsecureEndpoint && st.Outcome != checks.OutcomeInternalError
-}
-
 // jitter spreads the waits of orgs rejected together by up to this fraction either way.
 const jitter = 0.2
 
@@ -54,17 +48,18 @@ func backoffWait(b configs.Backoff, n int, retryAfter time.Duration) time.Durati
 	return max(wait, retryAfter)
 }
 
-// loginBudget counts the logins of every identity over the last hour.
+// loginBudget counts the logins of every identity over the last hour. At
+// most half of an identity's budget may go to /probe, so that /probe can
+// never starve the scheduled checks.
 type loginBudget struct {
 	mu    sync.Mutex
 	limit int
-	// sent holds each identity's login times (Unix nanoseconds) of the last
-	// hour, oldest first; it grows with use, not with the limit.
-	sent map[string][]int64
+	// all and probes hold each identity's login times of the last hour.
+	all, probes map[string]*window
 }
 
 func newLoginBudget() *loginBudget {
-	return &loginBudget{limit: configs.DefaultLoginBudget, sent: map[string][]int64{}}
+	return &loginBudget{limit: configs.DefaultLoginBudget, all: map[string]*window{}, probes: map[string]*window{}}
 }
 
 func (b *loginBudget) setLimit(n int) {
@@ -83,25 +78,51 @@ func (b *loginBudget) limitNow() int {
 }
 
 // take records a login of identity at now, unless the identity already
-// logged in limit times in the hour before now: then it reports false.
-func (b *loginBudget) take(identity string, now time.Time) bool {
+// logged in limit times in the hour before now, or probe is set and /probe
+// already took half of that: then it reports false.
+func (b *loginBudget) take(identity string, now time.Time, probe bool) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	t := now.UnixNano()
-	times := b.sent[identity]
-	cut := 0
-	for cut < len(times) && times[cut] <= t-int64(time.Hour) {
-		cut++
-	}
-	times = times[cut:]
-	if len(times) >= b.limit {
-		b.sent[identity] = times
+	all := windowOf(b.all, identity)
+	if all.count(now) >= b.limit {
 		return false
 	}
-	if len(times) == 0 {
-		// A fresh slice, so the dropped prefix of the old one is freed.
-		times = nil
+	if probe {
+		p := windowOf(b.probes, identity)
+		if p.count(now) >= max(b.limit/2, 1) {
+			return false
+		}
+		p.add(now)
 	}
-	b.sent[identity] = append(times, t)
+	all.add(now)
 	return true
 }
+
+func windowOf(m map[string]*window, identity string) *window {
+	w := m[identity]
+	if w == nil {
+		w = &window{}
+		m[identity] = w
+	}
+	return w
+}
+
+// window holds event times (Unix nanoseconds) of the last hour, oldest
+// first; it grows with use, not with the limit.
+type window struct{ times []int64 }
+
+func (w *window) count(now time.Time) int {
+	t := now.UnixNano() - int64(time.Hour)
+	cut := 0
+	for cut < len(w.times) && w.times[cut] <= t {
+		cut++
+	}
+	if cut == len(w.times) {
+		w.times = nil // a fresh slice, so the old one is freed
+	} else {
+		w.times = w.times[cut:]
+	}
+	return len(w.times)
+}
+
+func (w *window) add(now time.Time) { w.times = append(w.times, now.UnixNano()) }

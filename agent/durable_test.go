@@ -156,7 +156,7 @@ func TestRetiredRefreshTokenIsNamed(t *testing.T) {
 	}
 	// The first agent's chain, had it gone on, holds a rotated token the
 	// server has now revoked with its family.
-	chain := ag.chains["rt"].chain
+	chain := ag.chains[digest(sim.token)]
 	c := checks.NewChecker(mustTarget(t, sim.config(t, "a", sim.token).Orgs[0]), checks.WithRefreshChain(chain))
 	res = c.Check(context.Background())
 	if res.Outcome != checks.OutcomeRefreshTokenRetired || res.Fix == "" {
@@ -239,6 +239,19 @@ func TestWrongPasswordBacksOff(t *testing.T) {
 	if got := sim.org.Requests(orgsim.EndpointToken); got != logins+1 {
 		t.Fatalf("a probe while backing off logged in")
 	}
+	// A second force within backoff.initial does not log in: force=1 in a
+	// scrape job must not become a login per scrape.
+	c.Advance(30 * time.Second)
+	if _, _, err := ag.ProbeOrg(context.Background(), "pw", promexp.ProbeOptions{Force: true}); !errors.Is(err, promexp.ErrNoLogin) {
+		t.Fatalf("second forced probe within a minute: %v, want ErrNoLogin", err)
+	}
+	c.Advance(31 * time.Second)
+	if _, _, err := ag.ProbeOrg(context.Background(), "pw", promexp.ProbeOptions{Force: true}); err != nil {
+		t.Fatalf("forced probe a minute after the last: %v", err)
+	}
+	if got := sim.org.Requests(orgsim.EndpointToken); got != logins+2 {
+		t.Fatalf("forced probes: %d logins, want %d", got, logins+2)
+	}
 }
 
 func TestBackoffWait(t *testing.T) {
@@ -269,18 +282,36 @@ func TestLoginBudget(t *testing.T) {
 	b.setLimit(3)
 	t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	for i := range 3 {
-		if !b.take("h u", t0.Add(time.Duration(i)*time.Minute)) {
+		if !b.take("h u", t0.Add(time.Duration(i)*time.Minute), false) {
 			t.Fatalf("login %d refused within the budget", i)
 		}
 	}
-	if b.take("h u", t0.Add(10*time.Minute)) {
+	if b.take("h u", t0.Add(10*time.Minute), false) {
 		t.Fatal("a fourth login within the hour was allowed")
 	}
-	if !b.take("h other", t0.Add(10*time.Minute)) {
+	if !b.take("h other", t0.Add(10*time.Minute), false) {
 		t.Fatal("another identity shares the budget")
 	}
-	if !b.take("h u", t0.Add(time.Hour)) {
+	if !b.take("h u", t0.Add(time.Hour), false) {
 		t.Fatal("the first login left the window but its slot did not free")
+	}
+	// /probe gets at most half of a budget; the other half stays for the schedule.
+	b.setLimit(10)
+	for i := range 5 {
+		if !b.take("h p", t0, true) {
+			t.Fatalf("probe login %d refused within half the budget", i)
+		}
+	}
+	if b.take("h p", t0, true) {
+		t.Fatal("/probe took more than half the budget")
+	}
+	for i := range 5 {
+		if !b.take("h p", t0, false) {
+			t.Fatalf("scheduled login %d refused: /probe starved the schedule", i)
+		}
+	}
+	if b.take("h p", t0, false) {
+		t.Fatal("more than the budget")
 	}
 }
 
@@ -472,5 +503,151 @@ func TestStopLeavesNoGoroutine(t *testing.T) {
 	if err := ag.Apply(sim.config(t, "", "a", "b")); !errors.Is(err, ErrStopped) {
 		t.Fatalf("Apply after Stop: %v, want ErrStopped", err)
 	}
+	// A run group may interrupt an actor before it runs: Start after Stop starts nothing.
+	ag.Start()
 	sim.srv.CloseClientConnections()
+}
+
+// A reload that changes what the chain was keyed on once (the org's URL
+// spelled differently) while a refresh is in flight keeps one chain: the
+// chain belongs to the configured refresh token, not to the org's settings.
+func TestReloadChangingTheOrgDuringRefreshKeepsTheChain(t *testing.T) {
+	sim := newRTSim(t)
+	sim.org.SetFault(orgsim.EndpointToken, orgsim.Fault{Latency: 400 * time.Millisecond})
+	ag := New(Options{})
+	defer ag.Stop(context.Background())
+	if err := ag.Apply(sim.config(t, "a", sim.token)); err != nil {
+		t.Fatal(err)
+	}
+	inflight := make(chan *checks.Result)
+	go func() {
+		_, res, _ := ag.ProbeOrg(context.Background(), "rt", fresh)
+		inflight <- res
+	}()
+	waitFor(t, "the refresh to be sent", func() bool { return sim.inflight.Load() > 0 })
+	changed := sim.config(t, "a", sim.token)
+	changed.Orgs[0].URL += "/"
+	if err := ag.Apply(changed); err != nil {
+		t.Fatal(err)
+	}
+	if res := <-inflight; res == nil || res.Outcome != checks.OutcomeOK {
+		t.Fatalf("the refresh in flight: %v", res)
+	}
+	for i := range 2 {
+		if _, res, err := ag.ProbeOrg(context.Background(), "rt", fresh); err != nil || res.Outcome != checks.OutcomeOK {
+			t.Fatalf("refresh %d after the reload: %v %s %s", i, err, res.Outcome, res.Explanation)
+		}
+	}
+}
+
+// The backoff survives a restart with the same credentials, and ends at a
+// restart with other ones: the change may be the fix.
+func TestRestartKeepsTheBackoffOfTheSameCredentials(t *testing.T) {
+	sim := newSimulated(t)
+	sim.org.AddApp(orgsim.App{ClientID: "pw", ClientSecret: "secret-pw"})
+	dir := t.TempDir()
+	cfg := func(password string) *configs.Config {
+		y := fmt.Sprintf("orgs:\n  - name: pw\n    url: %s\n    schedule: \"@every 1h\"\n"+
+			"    client: {id: pw, secret: secret-pw}\n    grant: {type: password, username: u@example.com, password: %s}\n", sim.srv.URL, password)
+		c, err := configs.Parse([]byte(y), t.TempDir(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	life := func(password string, probe func(ag *Agent)) {
+		st := openStore(t, dir)
+		defer st.Close()
+		ag := New(Options{Store: st})
+		defer ag.Stop(context.Background())
+		if err := ag.Apply(cfg(password)); err != nil {
+			t.Fatal(err)
+		}
+		probe(ag)
+	}
+	life("wrong", func(ag *Agent) {
+		if _, res, err := ag.ProbeOrg(context.Background(), "pw", fresh); err != nil || res.Outcome != checks.OutcomeGrantRejected {
+			t.Fatalf("wrong password: %v %v", res, err)
+		}
+	})
+	life("wrong", func(ag *Agent) {
+		if _, _, err := ag.ProbeOrg(context.Background(), "pw", fresh); !errors.Is(err, promexp.ErrNoLogin) {
+			t.Fatalf("same wrong password after a restart: %v, want the backoff to go on (ErrNoLogin)", err)
+		}
+	})
+	life("p", func(ag *Agent) {
+		// The login succeeds (the password grant's session id is then the
+		// seed case: introspection not permitted, a working token).
+		if _, res, err := ag.ProbeOrg(context.Background(), "pw", fresh); err != nil || !res.Token.Minted {
+			t.Fatalf("corrected password after a restart: %v %v, want a login that succeeds", res, err)
+		}
+	})
+}
+
+// A resolve no destination took before a stop is sent at the next start,
+// also for an org removed from the configuration meanwhile.
+func TestUndeliveredResolvesSentAfterRestart(t *testing.T) {
+	sim := newSimulated(t, "a", "b")
+	dir := t.TempDir()
+	cfg := func(orgs ...string) *configs.Config {
+		return sim.config(t, "alerting: {failure_threshold: 1}", orgs...)
+	}
+	st := openStore(t, dir)
+	s1 := &sender{accept: true}
+	ag := New(Options{Store: st, Alerts: s1})
+	// Both apps run as this user: both fail.
+	sim.org.SetFrozen("u@example.com", true)
+	if err := ag.Apply(cfg("a", "b")); err != nil {
+		t.Fatal(err)
+	}
+	for _, org := range []string{"a", "b"} {
+		if _, _, err := ag.ProbeOrg(context.Background(), org, fresh); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "both alerts accepted", func() bool {
+		n := 0
+		for _, a := range ag.Alerts() {
+			if a.State == AlertFiring {
+				n++
+			}
+		}
+		return n == 2
+	})
+	// The destination goes away: a recovers (its resolve is not taken), b is
+	// removed from the configuration (its resolve is not taken either).
+	s1.mu.Lock()
+	s1.accept = false
+	s1.mu.Unlock()
+	if err := ag.Apply(cfg("a")); err != nil {
+		t.Fatal(err)
+	}
+	sim.org.SetFrozen("u@example.com", false)
+	if _, res, err := ag.ProbeOrg(context.Background(), "a", promexp.ProbeOptions{Force: true}); err != nil || !res.Success() {
+		t.Fatalf("a after its fix: %v %v", res, err)
+	}
+	ag.Stop(context.Background())
+	st.Close()
+
+	st = openStore(t, dir)
+	defer st.Close()
+	s2 := &sender{accept: true}
+	ag = New(Options{Store: st, Alerts: s2})
+	defer ag.Stop(context.Background())
+	if err := ag.Apply(cfg("a")); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, m := range s2.all() {
+		got[m.Alert.Labels["org"]] = m.Alert.Status
+	}
+	if got["a"] != "resolved" || got["b"] != "resolved" || len(got) != 2 {
+		t.Fatalf("sent at start: %v, want the resolves of a and b", got)
+	}
+	// Taken now: not sent again at the next start.
+	waitFor(t, "the resolves recorded as delivered", func() bool {
+		ag.alerts.mu.Lock()
+		defer ag.alerts.mu.Unlock()
+		return len(ag.alerts.removed) == 0 && len(ag.alerts.orgs["a"].unsent) == 0
+	})
 }

@@ -98,14 +98,6 @@ func sameOrg(a, b configs.Org) bool {
 	return reflect.DeepEqual(a, b)
 }
 
-// sameRefreshChain reports whether a changed org still uses the same refresh
-// token chain: same grant, client and configured refresh token.
-func sameRefreshChain(a, b configs.Org) bool {
-	return a.Grant.Type == checks.GrantRefreshToken && b.Grant.Type == checks.GrantRefreshToken &&
-		a.Client.ID == b.Client.ID && a.Grant.RefreshToken == b.Grant.RefreshToken &&
-		a.URL == b.URL && a.TokenURL == b.TokenURL && a.DiscoveryURL == b.DiscoveryURL
-}
-
 // tlsFingerprint digests the contents of the org's TLS files; an unreadable
 // file digests as its error, which differs from any content.
 func tlsFingerprint(t configs.TLS) string {

@@ -20,6 +20,12 @@ type stateWriter struct {
 	logger      *slog.Logger
 	instruments Instruments
 
+	// flushing is held by a flush for its whole batch, so a write made now
+	// (putNow) cannot be overtaken by an older value still in flight.
+	flushing sync.Mutex
+	// failing is set from a failed write to the next success, to log once.
+	failing bool
+
 	mu      sync.Mutex
 	pending map[stateKey][]byte // nil: delete
 	wake    chan struct{}
@@ -63,6 +69,52 @@ func (w *stateWriter) put(b store.Bucket, key string, raw []byte) {
 }
 
 func (w *stateWriter) delete(b store.Bucket, key string) { w.put(b, key, nil) }
+
+// putNow writes at once and returns when the value is durable (raw nil:
+// deletes): for the changes a crash must not undo, an alert fired or
+// resolved. It supersedes a pending value of the key.
+func (w *stateWriter) putNow(b store.Bucket, key string, raw []byte) {
+	if w == nil {
+		return
+	}
+	w.flushing.Lock()
+	defer w.flushing.Unlock()
+	k := stateKey{b, key}
+	w.mu.Lock()
+	delete(w.pending, k)
+	w.mu.Unlock()
+	if !w.write(k, raw) {
+		// Retried by the next flush, unless a newer value comes first.
+		w.put(b, key, raw)
+	}
+}
+
+// write writes one value, logging the first failure of a run of them and
+// the recovery; it reports success.
+func (w *stateWriter) write(k stateKey, raw []byte) bool {
+	var err error
+	if raw == nil {
+		err = w.st.Delete(k.bucket, k.key)
+	} else {
+		err = w.st.Put(k.bucket, k.key, json.RawMessage(raw))
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case err != nil:
+		w.instruments.StoreFailed()
+		if !w.failing {
+			w.logger.Error("writing the state store failed; retrying every second, logged again at recovery",
+				"bucket", string(k.bucket), "org", k.key, "err", err)
+		}
+		w.failing = true
+		return false
+	case w.failing:
+		w.failing = false
+		w.logger.Info("writing the state store works again")
+	}
+	return true
+}
 
 func (w *stateWriter) each(b store.Bucket, fn func(key string, raw []byte) error) error {
 	if w == nil {
@@ -116,6 +168,11 @@ func (w *stateWriter) close() {
 // flush writes every pending value; failed ones stay pending unless a newer
 // value came meanwhile. It reports whether all succeeded.
 func (w *stateWriter) flush() bool {
+	if w == nil {
+		return true
+	}
+	w.flushing.Lock()
+	defer w.flushing.Unlock()
 	w.mu.Lock()
 	batch := w.pending
 	w.pending = map[stateKey][]byte{}
@@ -133,15 +190,7 @@ func (w *stateWriter) flush() bool {
 		slots <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-slots }()
-			var err error
-			if raw == nil {
-				err = w.st.Delete(k.bucket, k.key)
-			} else {
-				err = w.st.Put(k.bucket, k.key, json.RawMessage(raw))
-			}
-			if err != nil {
-				w.instruments.StoreFailed()
-				w.logger.Warn("writing the state store failed; retrying", "bucket", string(k.bucket), "org", k.key, "err", err)
+			if !w.write(k, raw) {
 				failMu.Lock()
 				failed[k] = raw
 				failMu.Unlock()

@@ -23,6 +23,20 @@ type RefreshChain struct {
 	rotated bool
 	// retired holds digests of the tokens this chain rotated away from.
 	retired map[[sha256.Size]byte]bool
+	// unsaved is set while the current token's save failed; the next
+	// refresh, or Save, tries again first.
+	unsaved bool
+	// broken, when set, refuses every refresh: the chain's state could not
+	// be read, and the configured token may have been retired long ago.
+	broken error
+}
+
+// BrokenRefreshChain returns a chain that refuses to refresh, saying why:
+// for an org whose stored refresh token could not be read.
+func BrokenRefreshChain(err error) *RefreshChain {
+	rc := NewRefreshChain("", false, nil)
+	rc.broken = err
+	return rc
 }
 
 // NewRefreshChain starts a chain at token. rotated says the token came from a
@@ -66,7 +80,20 @@ func (rc *RefreshChain) rotate(next Secret) error {
 	if rc.token != "" {
 		rc.retired[sha256.Sum256([]byte(rc.token.Reveal()))] = true
 	}
-	rc.token, rc.rotated = next, true
+	rc.token, rc.rotated, rc.unsaved = next, true, err != nil
+	return err
+}
+
+// Save retries a failed save of the current token; nil when there is
+// nothing to save. Refreshes call it first, the agent at shutdown.
+func (rc *RefreshChain) Save() error {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if !rc.unsaved || rc.save == nil {
+		return nil
+	}
+	err := rc.save(rc.token)
+	rc.unsaved = err != nil
 	return err
 }
 

@@ -45,6 +45,8 @@ type Checker struct {
 	keeping atomic.Bool
 	// certExpiry collects the earliest certificate expiry during one check.
 	certExpiry time.Time
+	// loginGate, when set, is asked right before each token request.
+	loginGate func(context.Context) error
 }
 
 type keptToken struct {
@@ -84,6 +86,13 @@ func NewChecker(t Target, opts ...Option) *Checker {
 // chain between the checkers an org has over reloads, and keeps it in its store.
 func WithRefreshChain(chain *RefreshChain) Option {
 	return func(ch *Checker) { ch.chain = chain }
+}
+
+// WithLoginGate makes the checker ask gate right before it sends a token
+// request (a login); an error stops the check there, with nothing sent, and
+// is returned as the Result's Deferred. The agent's login budget is such a gate.
+func WithLoginGate(gate func(context.Context) error) Option {
+	return func(ch *Checker) { ch.loginGate = gate }
 }
 
 // RefreshToken is the refresh token the next refresh_token grant will use.
@@ -263,6 +272,14 @@ func (c *Checker) obtain(ctx context.Context, r *run) (*tokenResponse, bool) {
 			return nil, false
 		}
 		defer c.chain.release()
+		if c.chain.broken != nil {
+			c.conclude(r, OutcomeInternalError, "The refresh token was not sent: "+c.chain.broken.Error()+".",
+				"Fix the state store (--storage.path) and restart; sending the configured refresh token instead could end a rotated chain.")
+			return nil, false
+		}
+		// A rotated token whose save failed is saved first: sending its
+		// successor's request with it unsaved would risk the chain on a crash.
+		_ = c.chain.Save()
 		if ctx.Err() == nil {
 			// Once sent, a refresh runs to its own timeout: the server may
 			// rotate the token, and a cancelled read would lose the new one.
@@ -282,6 +299,12 @@ func (c *Checker) obtain(ctx context.Context, r *run) (*tokenResponse, bool) {
 	}
 	if a := rq.form.Get("client_assertion"); a != "" {
 		r.secrets = append(r.secrets, a)
+	}
+	if c.loginGate != nil {
+		if err := c.loginGate(ctx); err != nil {
+			r.res.Deferred = err
+			return nil, false
+		}
 	}
 	resp, sr, err := c.do(ctx, rq)
 	step := r.add(sr)
@@ -312,19 +335,20 @@ func (c *Checker) obtain(ctx context.Context, r *run) (*tokenResponse, bool) {
 		return nil, false
 	}
 	tok, err := parseTokenResponse(resp.body)
+	if tok != nil && tok.refreshToken != "" && sentRefresh != "" && Secret(tok.refreshToken) != sentRefresh {
+		// Rotation: the sent token is dead now. The new one is saved before
+		// anything else happens with this answer, even a malformed one.
+		// A failed save is the saver's to report (the agent logs and counts
+		// it) and is tried again before the next refresh.
+		_ = c.chain.rotate(Secret(tok.refreshToken))
+		r.secrets = append(r.secrets, tok.refreshToken)
+	}
 	if err != nil {
 		step.Outcome, step.Detail = OutcomeMalformedResponse, err.Error()
 		c.conclude(r, OutcomeMalformedResponse, fmt.Sprintf("The token endpoint answered %d but %s.", resp.status, err), "")
 		return nil, false
 	}
 	r.secrets = append(r.secrets, tok.accessToken, tok.refreshToken)
-	if tok.refreshToken != "" && sentRefresh != "" && Secret(tok.refreshToken) != sentRefresh {
-		// Rotation: the sent token is dead now. The new one is saved before
-		// anything else happens with this answer.
-		// A failed save is the saver's to report (the agent logs and counts
-		// it); the chain moves on in memory either way.
-		_ = c.chain.rotate(Secret(tok.refreshToken))
-	}
 	f := &r.res.Token
 	f.Minted = true
 	f.TokenType = tok.tokenType

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -182,10 +183,14 @@ func parseTokenResponse(body []byte) (*tokenResponse, error) {
 		tr.expiresIn = time.Duration(s * float64(time.Second))
 	}
 	if tr.accessToken == "" {
-		return nil, fmt.Errorf("no access_token in a successful answer")
+		// The refresh token still counts: with rotation the one sent is dead now.
+		return &tokenResponse{refreshToken: tr.refreshToken}, errNoAccessToken
 	}
 	return tr, nil
 }
+
+// errNoAccessToken: a successful token answer without an access token.
+var errNoAccessToken = errors.New("no access_token in a successful answer")
 
 // introspection is an RFC 7662 answer, tolerant of Salesforce's shapes.
 type introspection struct {

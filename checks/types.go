@@ -265,6 +265,9 @@ type Result struct {
 	// NextAttempt is when a login is tried again while the org backs off
 	// after a rejected login; zero when it does not back off.
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	// Deferred is the login gate's refusal (see WithLoginGate): the check
+	// stopped before its token request and says nothing about the org.
+	Deferred error `json:"-"`
 }
 
 // Success reports whether the check was healthy.

@@ -132,6 +132,7 @@ func runDaemon(o daemonOptions) int {
 	// probeTimeout is global.probe.timeout of the running configuration.
 	probeTimeout := &durationValue{}
 	// reload is the one path for the first load, SIGHUP and POST /-/reload.
+	first := true
 	reload := func() (err error) {
 		defer func() {
 			if err == nil {
@@ -153,12 +154,21 @@ func runDaemon(o daemonOptions) int {
 		if err != nil {
 			return err
 		}
+		if first {
+			// The first load restores alert state from the store and sends
+			// what was pending: the destinations must be there to take it.
+			router.Update(dests)
+		}
 		if err := ag.Apply(cfg); err != nil {
 			return err
 		}
 		probeTimeout.set(cfg.Global.Probe.Timeout)
 		for _, w := range cfg.Warnings() {
 			logger.Warn("configuration warning", "warning", w)
+		}
+		if first {
+			first = false
+			return nil
 		}
 		// Destinations that stay keep their queues; new ones hear of the
 		// alerts already firing.
@@ -266,6 +276,8 @@ func runDaemon(o daemonOptions) int {
 			nctx, nstop := context.WithTimeout(context.Background(), notifyGrace)
 			defer nstop()
 			router.Stop(nctx)
+			// The acceptances of those last notifications go to the store too.
+			ag.FlushState()
 		})
 	}
 	{

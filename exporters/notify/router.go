@@ -97,6 +97,8 @@ type Router struct {
 	dests   map[string]*dispatcher
 	order   []string
 	stopped bool
+	// retiring tracks the destinations an Update removed until they end.
+	retiring sync.WaitGroup
 }
 
 // NewRouter returns a Router with no destinations; give it some with Update.
@@ -168,7 +170,8 @@ func (r *Router) Update(dests []Destination) (added []string) {
 		}
 		delete(r.dests, name)
 		d.cancel()
-		go func() {
+		// Tracked, so Stop returns only when this one has ended too.
+		r.retiring.Go(func() {
 			<-d.done
 			r.mu.Lock()
 			defer r.mu.Unlock()
@@ -178,7 +181,7 @@ func (r *Router) Update(dests []Destination) (added []string) {
 				}
 				r.queued.DeleteLabelValues(name)
 			}
-		}()
+		})
 	}
 	r.order = order
 	return added
@@ -233,6 +236,7 @@ func (r *Router) Stop(ctx context.Context) {
 			<-d.done
 		}
 	}
+	r.retiring.Wait()
 }
 
 func (r *Router) newDispatcher(dest Destination) *dispatcher {

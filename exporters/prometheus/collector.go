@@ -277,7 +277,7 @@ func (c *Collector) collectLast(emit func(prom.Metric), org string, r *checks.Re
 	if !r.TLSCertExpiry.IsZero() {
 		gauge(c.tlsExpiry, unixSeconds(r.TLSCertExpiry))
 	}
-	if !r.NextAttempt.IsZero() {
+	if r.NextAttempt.After(time.Now()) {
 		gauge(c.backoffUntil, unixSeconds(r.NextAttempt))
 	}
 	for _, s := range r.Steps {

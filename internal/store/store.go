@@ -417,7 +417,7 @@ func openExisting(path string) (db *bolt.DB, err error) {
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, boltLockErr(path, err)
 	}
-	if err != nil && outOfResources(err) {
+	if err != nil && (outOfResources(err) || notTheFilesFault(err)) {
 		return nil, fmt.Errorf("open storage file %s: %w", path, err)
 	}
 	if err != nil {
@@ -439,6 +439,15 @@ func openExisting(path string) (db *bolt.DB, err error) {
 // state for a passing condition.
 func outOfResources(err error) bool {
 	return errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ENOMEM)
+}
+
+// notTheFilesFault tells the errors that say the file cannot be reached, not
+// that its content is bad: no permission, a read-only file system, an I/O
+// error. Moving the file aside would lose good state (a rotated refresh
+// token) for a problem the user must fix.
+func notTheFilesFault(err error) bool {
+	return errors.Is(err, fs.ErrPermission) || errors.Is(err, unix.EROFS) || errors.Is(err, unix.EIO) ||
+		errors.Is(err, unix.ENOSPC)
 }
 
 // boltLockErr turns bolt's lock timeout into ErrLocked: something outside
@@ -485,6 +494,11 @@ func checkFormat(tx *bolt.Tx) error {
 		return unusable(errors.New("no format version: not a tokenwatch store"))
 	}
 	found := string(meta.Get([]byte(formatKey)))
+	if n, err := strconv.Atoi(found); err == nil && n > FormatVersion {
+		// A newer tokenwatch wrote it (a downgrade): its state is good, only
+		// not readable by this version. Stop rather than discard it.
+		return &newerFormatError{found: n}
+	}
 	if want := strconv.Itoa(FormatVersion); found != want {
 		return unusable(fmt.Errorf("format version %q found, %s expected", found, want),
 			"found_version", found, "expected_version", FormatVersion)
@@ -551,4 +565,12 @@ func syncDir(dir string) error {
 		return fmt.Errorf("sync storage directory %s: %w", dir, err)
 	}
 	return nil
+}
+
+// newerFormatError is a store written by a newer tokenwatch.
+type newerFormatError struct{ found int }
+
+func (e *newerFormatError) Error() string {
+	return fmt.Sprintf("the storage file was written by a newer tokenwatch (format %d; this version reads format %d): "+
+		"run that version, or move the file away to start with an empty store", e.found, FormatVersion)
 }

@@ -269,11 +269,29 @@ func TestOtherFormatVersionMovedAside(t *testing.T) {
 	}
 	_ = s.Close()
 	withBolt(t, s.Path(), func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte(metaBucket)).Put([]byte(formatKey), []byte("2"))
+		return tx.Bucket([]byte(metaBucket)).Put([]byte(formatKey), []byte("0"))
 	})
 	attrs := expectMovedAside(t, dir)
-	if attrs["found_version"] != "2" || attrs["expected_version"] != "1" {
-		t.Errorf("warning attributes %v do not say version 2 found, 1 expected", attrs)
+	if attrs["found_version"] != "0" || attrs["expected_version"] != "1" {
+		t.Errorf("warning attributes %v do not say version 0 found, 1 expected", attrs)
+	}
+}
+
+// A store of a newer tokenwatch (a downgrade) holds good state this version
+// cannot read: Open refuses, saying what to do, and leaves the file alone.
+func TestNewerFormatVersionRefused(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, &logRecorder{})
+	_ = s.Close()
+	withBolt(t, s.Path(), func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(metaBucket)).Put([]byte(formatKey), []byte("2"))
+	})
+	_, err := Open(dir, nil)
+	if err == nil || !strings.Contains(err.Error(), "written by a newer tokenwatch (format 2") {
+		t.Fatalf("Open of a format 2 store: %v, want the newer-format refusal", err)
+	}
+	if matches, _ := filepath.Glob(filepath.Join(dir, dbName+".corrupt-*")); len(matches) != 0 {
+		t.Fatalf("a newer store was moved aside: %v", matches)
 	}
 }
 
@@ -545,5 +563,14 @@ func TestOutOfResourcesIsNotCorruption(t *testing.T) {
 	eacces := &os.PathError{Op: "open", Path: "x", Err: syscall.EACCES}
 	if !outOfResources(emfile) || outOfResources(eacces) {
 		t.Errorf("outOfResources(EMFILE) = %v, (EACCES) = %v; want true, false", outOfResources(emfile), outOfResources(eacces))
+	}
+	// Unreachable, not bad: the file stays where it is and Open fails.
+	for _, errno := range []syscall.Errno{syscall.EACCES, syscall.EPERM, syscall.EROFS, syscall.EIO, syscall.ENOSPC} {
+		if err := (&os.PathError{Op: "open", Path: "x", Err: errno}); !notTheFilesFault(err) {
+			t.Errorf("notTheFilesFault(%v) = false, want true", errno)
+		}
+	}
+	if notTheFilesFault(errors.New("invalid database")) {
+		t.Error("a bad file counted as unreachable")
 	}
 }
