@@ -19,7 +19,6 @@ import (
 
 	"github.com/tokenwatch/tokenwatch/checks"
 	"github.com/tokenwatch/tokenwatch/configs"
-	promexp "github.com/tokenwatch/tokenwatch/exporters/prometheus"
 	"github.com/tokenwatch/tokenwatch/internal/store"
 )
 
@@ -31,9 +30,26 @@ type Observer interface {
 	Observe(info checks.Info, r *checks.Result)
 }
 
-// ErrUnknownOrg is returned, wrapped, for an org name that is not configured
-// (or not in this shard). It is the sentinel the /probe handler answers 404 to.
-var ErrUnknownOrg = promexp.ErrUnknownOrg
+// Errors of ProbeOrg, returned wrapped.
+var (
+	// ErrUnknownOrg: no org of that name is configured (or in this shard).
+	ErrUnknownOrg = errors.New("unknown org")
+	// ErrNoLogin: the org may not log in now (it backs off after a rejected
+	// login, or its identity's login budget is spent).
+	ErrNoLogin = errors.New("no login allowed now")
+	// ErrStillRunning: the caller's context ended before the check did; the
+	// check goes on and is published like a scheduled one.
+	ErrStillRunning = errors.New("check still running")
+)
+
+// ProbeOptions say how fresh an answer of ProbeOrg must be.
+type ProbeOptions struct {
+	// MaxAge: a last result younger than this is answered without a new
+	// check. Negative means global.probe.max_age.
+	MaxAge time.Duration
+	// Force overrides the backoff for one login (see check).
+	Force bool
+}
 
 // Options configure an Agent.
 type Options struct {
@@ -511,7 +527,7 @@ func (j *orgJob) check(ctx context.Context, force bool) (*checks.Result, error) 
 	j.mu.Unlock()
 	if backingOff {
 		a.opts.Instruments.LoginDeferred("backoff")
-		return nil, fmt.Errorf("%w: the org backs off after a rejected login", promexp.ErrNoLogin)
+		return nil, fmt.Errorf("%w: the org backs off after a rejected login", ErrNoLogin)
 	}
 	ctx, cancel := context.WithTimeout(ctx, j.timeout)
 	defer cancel()
@@ -541,7 +557,7 @@ func (j *orgJob) loginGate(ctx context.Context) error {
 		a.opts.Instruments.LoginDeferred("budget")
 		a.logger.Warn("login budget spent; check deferred", "org", j.org.Name, "identity", j.identity,
 			"budget_per_hour", a.logins.limitNow(), "probe", probe)
-		return fmt.Errorf("%w: the login budget of %s is spent", promexp.ErrNoLogin, j.identity)
+		return fmt.Errorf("%w: the login budget of %s is spent", ErrNoLogin, j.identity)
 	}
 	a.opts.Instruments.LoginSent()
 	return nil
@@ -616,7 +632,7 @@ func previousOutcome(r *checks.Result) string {
 // ends first: then ProbeOrg returns the last result, if any, and an error
 // wrapping ErrStillRunning. While the org may not log in (backoff, budget)
 // it returns the last result, if any, and an error wrapping ErrNoLogin.
-func (a *Agent) ProbeOrg(ctx context.Context, name string, opts promexp.ProbeOptions) (checks.Info, *checks.Result, error) {
+func (a *Agent) ProbeOrg(ctx context.Context, name string, opts ProbeOptions) (checks.Info, *checks.Result, error) {
 	a.mu.Lock()
 	j, ok := a.orgs[name]
 	maxAge := a.global.Probe.MaxAge
@@ -647,7 +663,7 @@ func (a *Agent) ProbeOrg(ctx context.Context, name string, opts promexp.ProbeOpt
 		}
 		return j.info, call.res, call.err
 	case <-ctx.Done():
-		return j.info, last, fmt.Errorf("%w: %w", promexp.ErrStillRunning, ctx.Err())
+		return j.info, last, fmt.Errorf("%w: %w", ErrStillRunning, ctx.Err())
 	}
 }
 

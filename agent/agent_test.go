@@ -23,12 +23,11 @@ import (
 
 	"github.com/tokenwatch/tokenwatch/checks"
 	"github.com/tokenwatch/tokenwatch/configs"
-	promexp "github.com/tokenwatch/tokenwatch/exporters/prometheus"
 	"github.com/tokenwatch/tokenwatch/internal/orgsim"
 )
 
 // fresh asks a probe for a new check, as /probe?max_age=0s does.
-var fresh = promexp.ProbeOptions{MaxAge: 0}
+var fresh = ProbeOptions{MaxAge: 0}
 
 // recorder is an Observer that remembers what it was told.
 type recorder struct {
@@ -385,7 +384,7 @@ func TestProbeOutlivingItsCallerRunsToTheEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	_, res, err := ag.ProbeOrg(ctx, "a", fresh)
-	if !errors.Is(err, promexp.ErrStillRunning) || res != nil {
+	if !errors.Is(err, ErrStillRunning) || res != nil {
 		t.Fatalf("probe past its caller's deadline: result %v, err %v; want no result and ErrStillRunning", res, err)
 	}
 	waitFor(t, "the probe's check to be published", func() bool { return rec.count("a") == 1 })
@@ -394,7 +393,7 @@ func TestProbeOutlivingItsCallerRunsToTheEnd(t *testing.T) {
 	}
 	// The next probe within max_age answers that result without a login.
 	tokens := sim.org.Requests(orgsim.EndpointToken)
-	_, res, err = ag.ProbeOrg(context.Background(), "a", promexp.ProbeOptions{MaxAge: time.Hour})
+	_, res, err = ag.ProbeOrg(context.Background(), "a", ProbeOptions{MaxAge: time.Hour})
 	if err != nil || res == nil || res.Outcome != checks.OutcomeOK {
 		t.Fatalf("fresh probe: %v %v", res, err)
 	}

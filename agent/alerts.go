@@ -11,7 +11,7 @@ import (
 
 	"github.com/tokenwatch/tokenwatch/checks"
 	"github.com/tokenwatch/tokenwatch/configs"
-	"github.com/tokenwatch/tokenwatch/exporters/notify"
+	"github.com/tokenwatch/tokenwatch/internal/alerting"
 )
 
 // The alerts the agent raises (the alertname label).
@@ -82,8 +82,8 @@ const resendMargin = 2
 
 // AlertSender is where alert notifications go; *notify.Router implements it.
 type AlertSender interface {
-	Send(msgs ...notify.Message)
-	SendTo(destinations []string, msgs ...notify.Message)
+	Send(msgs ...alerting.Message)
+	SendTo(destinations []string, msgs ...alerting.Message)
 }
 
 // AlertStatus is one alert the agent holds.
@@ -146,7 +146,7 @@ type orgAlerts struct {
 	alerts   map[string]*alertState
 	// unsent holds resolves no destination has accepted yet, by fingerprint,
 	// kept in the store so a restart sends them again.
-	unsent map[string]notify.Alert
+	unsent map[string]alerting.Alert
 	// saved is what the store holds of the org, to write only changes.
 	saved []byte
 }
@@ -165,7 +165,7 @@ type alertState struct {
 	// active is true from firing to resolving: alert holds what is sent.
 	active   bool
 	accepted bool
-	alert    notify.Alert
+	alert    alerting.Alert
 	lastSent time.Time
 	// generation is the firing episode the alert belongs to.
 	generation uint64
@@ -218,7 +218,7 @@ func (a *alerter) setOrgs(orgs []configs.Org, infos map[string]checks.Info) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.clock()
-	var msgs []notify.Message
+	var msgs []alerting.Message
 	keep := map[string]bool{}
 	for _, o := range orgs {
 		info, ok := infos[o.Name]
@@ -282,7 +282,7 @@ func (a *alerter) observe(org string, res *checks.Result) {
 		return
 	}
 	now := a.clock()
-	var msgs []notify.Message
+	var msgs []alerting.Message
 	for _, name := range AlertNames {
 		v := a.evaluate(name, oa, res, now)
 		if !v.known {
@@ -337,7 +337,7 @@ func (a *alerter) tick() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.clock()
-	var msgs []notify.Message
+	var msgs []alerting.Message
 	for _, org := range slices.Sorted(maps.Keys(a.orgs)) {
 		oa := a.orgs[org]
 		for _, st := range sortedStates(oa) {
@@ -358,7 +358,7 @@ func (a *alerter) tick() {
 
 func newOrgAlerts(info checks.Info, tokenMode string, interval time.Duration) *orgAlerts {
 	return &orgAlerts{info: info, tokenMode: tokenMode, interval: interval,
-		alerts: map[string]*alertState{}, unsent: map[string]notify.Alert{}}
+		alerts: map[string]*alertState{}, unsent: map[string]alerting.Alert{}}
 }
 
 // sendFiringTo sends every active alert to the named destinations, under
@@ -369,7 +369,7 @@ func (a *alerter) sendFiringTo(names []string) {
 	if len(names) == 0 || a.sender == nil {
 		return
 	}
-	var msgs []notify.Message
+	var msgs []alerting.Message
 	for _, org := range slices.Sorted(maps.Keys(a.orgs)) {
 		oa := a.orgs[org]
 		for _, st := range sortedStates(oa) {
@@ -410,7 +410,7 @@ func (a *alerter) statuses() []AlertStatus {
 }
 
 // fireLocked makes st active with the given reason label.
-func (a *alerter) fireLocked(oa *orgAlerts, st *alertState, reason checks.Outcome, now time.Time) notify.Message {
+func (a *alerter) fireLocked(oa *orgAlerts, st *alertState, reason checks.Outcome, now time.Time) alerting.Message {
 	labels := make(map[string]string, len(oa.info.Labels)+4)
 	maps.Copy(labels, oa.info.Labels)
 	labels["alertname"] = st.name
@@ -421,13 +421,13 @@ func (a *alerter) fireLocked(oa *orgAlerts, st *alertState, reason checks.Outcom
 	a.generation++
 	st.generation = a.generation
 	st.lastSent = now
-	st.alert = notify.Alert{
-		Status:      notify.StatusFiring,
+	st.alert = alerting.Alert{
+		Status:      alerting.StatusFiring,
 		Labels:      labels,
 		Annotations: a.annotations(oa, st),
 		StartsAt:    now,
 		EndsAt:      a.endsAt(oa, now),
-		Fingerprint: notify.Fingerprint(labels),
+		Fingerprint: alerting.Fingerprint(labels),
 	}
 	a.logger.Info("alert raised", "org", oa.info.Name, "alertname", st.name, "reason", reason, "bad_checks", st.bad)
 	return a.message(oa, st)
@@ -441,12 +441,12 @@ func (a *alerter) endsAt(oa *orgAlerts, now time.Time) time.Time {
 }
 
 // resolveLocked sends st's alert as resolved and makes st inactive.
-func (a *alerter) resolveLocked(oa *orgAlerts, st *alertState, now time.Time, why string) []notify.Message {
+func (a *alerter) resolveLocked(oa *orgAlerts, st *alertState, now time.Time, why string) []alerting.Message {
 	if !st.active {
 		return nil
 	}
 	alert := st.alert.Clone()
-	alert.Status = notify.StatusResolved
+	alert.Status = alerting.StatusResolved
 	alert.EndsAt = now
 	st.active, st.accepted = false, false
 	if why == "" {
@@ -454,14 +454,14 @@ func (a *alerter) resolveLocked(oa *orgAlerts, st *alertState, now time.Time, wh
 	}
 	a.logger.Info("alert resolved", "org", oa.info.Name, "alertname", st.name, "reason", alert.Labels["reason"], "why", why)
 	oa.unsent[alert.Fingerprint] = alert
-	return []notify.Message{a.resolveMessage(oa.info.Name, alert)}
+	return []alerting.Message{a.resolveMessage(oa.info.Name, alert)}
 }
 
 // resolveMessage is a resolve notification that, once a destination took
 // it, is no longer kept for re-sending after a restart.
-func (a *alerter) resolveMessage(org string, alert notify.Alert) notify.Message {
+func (a *alerter) resolveMessage(org string, alert alerting.Alert) alerting.Message {
 	fp, endsAt := alert.Fingerprint, alert.EndsAt
-	return notify.Message{Alert: alert.Clone(), Accepted: func(string) { a.resolveAccepted(org, fp, endsAt) }}
+	return alerting.Message{Alert: alert.Clone(), Accepted: func(string) { a.resolveAccepted(org, fp, endsAt) }}
 }
 
 func (a *alerter) resolveAccepted(org, fingerprint string, endsAt time.Time) {
@@ -484,9 +484,9 @@ func (a *alerter) resolveAccepted(org, fingerprint string, endsAt time.Time) {
 
 // message is the firing notification of st, which reports acceptance back
 // for st's current firing episode.
-func (a *alerter) message(oa *orgAlerts, st *alertState) notify.Message {
+func (a *alerter) message(oa *orgAlerts, st *alertState) alerting.Message {
 	org, name, fp, gen := oa.info.Name, st.name, st.alert.Fingerprint, st.generation
-	return notify.Message{
+	return alerting.Message{
 		Alert:    st.alert.Clone(),
 		Accepted: func(destination string) { a.accepted(org, name, fp, gen, destination) },
 	}
@@ -512,7 +512,7 @@ func (a *alerter) accepted(org, name, fingerprint string, generation uint64, des
 	a.saveLocked(oa, false)
 }
 
-func (a *alerter) sendLocked(msgs []notify.Message) {
+func (a *alerter) sendLocked(msgs []alerting.Message) {
 	// Sent under the lock, so that a resolve is never queued before the
 	// firing message it follows.
 	if len(msgs) > 0 && a.sender != nil {

@@ -15,17 +15,18 @@ import (
 	"github.com/tokenwatch/tokenwatch/checks"
 	"github.com/tokenwatch/tokenwatch/configs"
 	"github.com/tokenwatch/tokenwatch/exporters/notify"
+	"github.com/tokenwatch/tokenwatch/internal/alerting"
 	"github.com/tokenwatch/tokenwatch/internal/orgsim"
 )
 
 // sender records messages; with accept set it accepts every firing one at once.
 type sender struct {
 	mu     sync.Mutex
-	msgs   []notify.Message
+	msgs   []alerting.Message
 	accept bool
 }
 
-func (s *sender) Send(msgs ...notify.Message) {
+func (s *sender) Send(msgs ...alerting.Message) {
 	s.mu.Lock()
 	s.msgs = append(s.msgs, msgs...)
 	accept := s.accept
@@ -42,7 +43,7 @@ func (s *sender) Send(msgs ...notify.Message) {
 	}
 }
 
-func (s *sender) SendTo(_ []string, msgs ...notify.Message) { s.Send(msgs...) }
+func (s *sender) SendTo(_ []string, msgs ...alerting.Message) { s.Send(msgs...) }
 
 // take returns and forgets the messages so far, as "status alertname reason" (+ " resend").
 func (s *sender) take() []string {
@@ -60,11 +61,11 @@ func (s *sender) take() []string {
 	return out
 }
 
-func (s *sender) last() notify.Message {
+func (s *sender) last() alerting.Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.msgs) == 0 {
-		return notify.Message{}
+		return alerting.Message{}
 	}
 	return s.msgs[len(s.msgs)-1]
 }
@@ -234,10 +235,10 @@ func TestResolvedAlertEndsNow(t *testing.T) {
 	h.check(inactive(checks.OutcomeTokenInactive))
 	h.check(healthy())
 	m := h.s.last()
-	if m.Alert.Status != notify.StatusResolved || !m.Alert.EndsAt.Equal(h.clock.Now()) {
+	if m.Alert.Status != alerting.StatusResolved || !m.Alert.EndsAt.Equal(h.clock.Now()) {
 		t.Errorf("resolve: status %s endsAt %s, want resolved at %s", m.Alert.Status, m.Alert.EndsAt, h.clock.Now())
 	}
-	if m.Alert.StartsAt.IsZero() || m.Alert.Fingerprint != notify.Fingerprint(m.Alert.Labels) {
+	if m.Alert.StartsAt.IsZero() || m.Alert.Fingerprint != alerting.Fingerprint(m.Alert.Labels) {
 		t.Errorf("resolve lacks the firing alert's identity: %+v", m.Alert)
 	}
 }
@@ -426,7 +427,7 @@ type flakyNotifier struct {
 	got      []string
 }
 
-func (f *flakyNotifier) Notify(_ context.Context, alerts ...notify.Alert) (bool, error) {
+func (f *flakyNotifier) Notify(_ context.Context, alerts ...alerting.Alert) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failures > 0 {
@@ -524,10 +525,10 @@ func mapsEqual(a, b map[string]string) bool {
 // recordingNotifier is a destination that accepts everything and remembers it.
 type recordingNotifier struct {
 	mu     sync.Mutex
-	alerts []notify.Alert
+	alerts []alerting.Alert
 }
 
-func (r *recordingNotifier) Notify(_ context.Context, alerts ...notify.Alert) (bool, error) {
+func (r *recordingNotifier) Notify(_ context.Context, alerts ...alerting.Alert) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.alerts = append(r.alerts, alerts...)
@@ -604,7 +605,7 @@ func TestAgentRaisesAndResolvesAlerts(t *testing.T) {
 	}
 	probe("acme", "globex")
 	waitFor(t, "the alerts to fire", func() bool { return state("acme") == AlertFiring && state("globex") == AlertFiring })
-	if !dest.seen(notify.StatusFiring, "acme") {
+	if !dest.seen(alerting.StatusFiring, "acme") {
 		t.Fatal("the destination did not get the firing alert")
 	}
 
@@ -619,11 +620,11 @@ func TestAgentRaisesAndResolvesAlerts(t *testing.T) {
 	if err := ag.Apply(config("4s", "acme")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "globex's resolve", func() bool { return dest.seen(notify.StatusResolved, "globex") })
+	waitFor(t, "globex's resolve", func() bool { return dest.seen(alerting.StatusResolved, "globex") })
 
 	org.SetIntrospectAll("app", true)
 	probe("acme")
-	waitFor(t, "acme's resolve", func() bool { return dest.seen(notify.StatusResolved, "acme") })
+	waitFor(t, "acme's resolve", func() bool { return dest.seen(alerting.StatusResolved, "acme") })
 	if s := state("acme"); s != "none" {
 		t.Errorf("after the resolve: %s", s)
 	}

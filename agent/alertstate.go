@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/tokenwatch/tokenwatch/checks"
-	"github.com/tokenwatch/tokenwatch/exporters/notify"
+	"github.com/tokenwatch/tokenwatch/internal/alerting"
 	"github.com/tokenwatch/tokenwatch/internal/store"
 )
 
@@ -17,11 +17,11 @@ import (
 // tokenwatch was down is resolved at its first good check, and a resolve
 // that was still queued is sent again.
 type storedAlerts struct {
-	Info      checks.Info    `json:"info"`
-	TokenMode string         `json:"token_mode"`
-	Interval  float64        `json:"interval_seconds"`
-	Alerts    []storedAlert  `json:"alerts,omitempty"`
-	Unsent    []notify.Alert `json:"unsent_resolves,omitempty"`
+	Info      checks.Info      `json:"info"`
+	TokenMode string           `json:"token_mode"`
+	Interval  float64          `json:"interval_seconds"`
+	Alerts    []storedAlert    `json:"alerts,omitempty"`
+	Unsent    []alerting.Alert `json:"unsent_resolves,omitempty"`
 }
 
 type storedAlert struct {
@@ -33,7 +33,7 @@ type storedAlert struct {
 	Seen     storedVerdict  `json:"seen"`
 	Active   bool           `json:"active"`
 	Accepted bool           `json:"accepted"`
-	Alert    notify.Alert   `json:"alert"`
+	Alert    alerting.Alert `json:"alert"`
 	LastSent time.Time      `json:"last_sent,omitzero"`
 }
 
@@ -127,7 +127,7 @@ func (a *alerter) resume() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.clock()
-	var msgs []notify.Message
+	var msgs []alerting.Message
 	for _, org := range slices.Sorted(maps.Keys(a.removed)) {
 		oa := a.removed[org]
 		for _, fp := range slices.Sorted(maps.Keys(oa.unsent)) {

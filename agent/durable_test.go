@@ -15,8 +15,7 @@ import (
 
 	"github.com/tokenwatch/tokenwatch/checks"
 	"github.com/tokenwatch/tokenwatch/configs"
-	"github.com/tokenwatch/tokenwatch/exporters/notify"
-	promexp "github.com/tokenwatch/tokenwatch/exporters/prometheus"
+	"github.com/tokenwatch/tokenwatch/internal/alerting"
 	"github.com/tokenwatch/tokenwatch/internal/orgsim"
 	"github.com/tokenwatch/tokenwatch/internal/store"
 )
@@ -225,7 +224,7 @@ func TestWrongPasswordBacksOff(t *testing.T) {
 		}
 	}
 	// /probe?force=1 resets the backoff and logs in at once.
-	if _, res, err := ag.ProbeOrg(context.Background(), "pw", promexp.ProbeOptions{Force: true}); err != nil || res == nil {
+	if _, res, err := ag.ProbeOrg(context.Background(), "pw", ProbeOptions{Force: true}); err != nil || res == nil {
 		t.Fatalf("forced probe: %v %v", res, err)
 	}
 	if got := sim.org.Requests(orgsim.EndpointToken); got != logins+1 {
@@ -233,7 +232,7 @@ func TestWrongPasswordBacksOff(t *testing.T) {
 	}
 	// Without force, a probe does not log in while the org backs off; it answers the last result.
 	_, res, err := ag.ProbeOrg(context.Background(), "pw", fresh)
-	if !errors.Is(err, promexp.ErrNoLogin) || res == nil || res.Outcome != checks.OutcomeGrantRejected {
+	if !errors.Is(err, ErrNoLogin) || res == nil || res.Outcome != checks.OutcomeGrantRejected {
 		t.Fatalf("probe while backing off: %v %v, want the last result and ErrNoLogin", res, err)
 	}
 	if got := sim.org.Requests(orgsim.EndpointToken); got != logins+1 {
@@ -242,11 +241,11 @@ func TestWrongPasswordBacksOff(t *testing.T) {
 	// A second force within backoff.initial does not log in: force=1 in a
 	// scrape job must not become a login per scrape.
 	c.Advance(30 * time.Second)
-	if _, _, err := ag.ProbeOrg(context.Background(), "pw", promexp.ProbeOptions{Force: true}); !errors.Is(err, promexp.ErrNoLogin) {
+	if _, _, err := ag.ProbeOrg(context.Background(), "pw", ProbeOptions{Force: true}); !errors.Is(err, ErrNoLogin) {
 		t.Fatalf("second forced probe within a minute: %v, want ErrNoLogin", err)
 	}
 	c.Advance(31 * time.Second)
-	if _, _, err := ag.ProbeOrg(context.Background(), "pw", promexp.ProbeOptions{Force: true}); err != nil {
+	if _, _, err := ag.ProbeOrg(context.Background(), "pw", ProbeOptions{Force: true}); err != nil {
 		t.Fatalf("forced probe a minute after the last: %v", err)
 	}
 	if got := sim.org.Requests(orgsim.EndpointToken); got != logins+2 {
@@ -447,7 +446,7 @@ func TestRestartKeepsAlertsAndResults(t *testing.T) {
 	// Both backed off after their rejected logins, and the backoff survived
 	// the restart: force the first checks rather than wait it out.
 	for _, org := range []string{"bad", "fixed"} {
-		if _, _, err := ag.ProbeOrg(context.Background(), org, promexp.ProbeOptions{Force: true}); err != nil {
+		if _, _, err := ag.ProbeOrg(context.Background(), org, ProbeOptions{Force: true}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -471,10 +470,10 @@ func TestRestartKeepsAlertsAndResults(t *testing.T) {
 }
 
 // all returns every message so far.
-func (s *sender) all() []notify.Message {
+func (s *sender) all() []alerting.Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]notify.Message(nil), s.msgs...)
+	return append([]alerting.Message(nil), s.msgs...)
 }
 
 // Stop leaves no goroutine behind: not the scheduler's, not the first runs',
@@ -571,7 +570,7 @@ func TestRestartKeepsTheBackoffOfTheSameCredentials(t *testing.T) {
 		}
 	})
 	life("wrong", func(ag *Agent) {
-		if _, _, err := ag.ProbeOrg(context.Background(), "pw", fresh); !errors.Is(err, promexp.ErrNoLogin) {
+		if _, _, err := ag.ProbeOrg(context.Background(), "pw", fresh); !errors.Is(err, ErrNoLogin) {
 			t.Fatalf("same wrong password after a restart: %v, want the backoff to go on (ErrNoLogin)", err)
 		}
 	})
@@ -623,7 +622,7 @@ func TestUndeliveredResolvesSentAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	sim.org.SetFrozen("u@example.com", false)
-	if _, res, err := ag.ProbeOrg(context.Background(), "a", promexp.ProbeOptions{Force: true}); err != nil || !res.Success() {
+	if _, res, err := ag.ProbeOrg(context.Background(), "a", ProbeOptions{Force: true}); err != nil || !res.Success() {
 		t.Fatalf("a after its fix: %v %v", res, err)
 	}
 	ag.Stop(context.Background())

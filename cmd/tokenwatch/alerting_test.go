@@ -18,11 +18,12 @@ import (
 	"testing"
 	"time"
 
-	prom "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tokenwatch/tokenwatch/configs"
 	"github.com/tokenwatch/tokenwatch/exporters/notify"
 	"github.com/tokenwatch/tokenwatch/exporters/webhook"
+	"github.com/tokenwatch/tokenwatch/internal/alerting"
 	"github.com/tokenwatch/tokenwatch/internal/e2etest"
 )
 
@@ -192,7 +193,7 @@ alerting:
 		t.Fatal(err)
 	}
 	var logs e2etest.Buffer
-	reg := prom.NewPedanticRegistry()
+	reg := prometheus.NewPedanticRegistry()
 	router := notify.NewRouter(notify.RouterOptions{Registerer: reg, MinBackoff: time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	defer func() {
@@ -205,7 +206,7 @@ alerting:
 	if got := router.Destinations(); len(got) != 3 || !strings.HasPrefix(got[0], "alertmanager/127.0.0.1:") || !strings.HasPrefix(got[2], "webhook/127.0.0.1:") {
 		t.Errorf("destinations = %v", got)
 	}
-	router.Send(notify.Message{Alert: notify.Alert{Status: notify.StatusFiring,
+	router.Send(alerting.Message{Alert: alerting.Alert{Status: alerting.StatusFiring,
 		Labels:      map[string]string{"alertname": "TokenAcquisitionFailed", "org": "acme"},
 		Annotations: map[string]string{"fix": "Check client.secret"}}})
 	e2etest.WaitFor(t, 20*time.Second, "failures, a refusal and a success", func() bool {

@@ -8,12 +8,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/oklog/run"
-	prom "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -25,8 +26,8 @@ import (
 	"github.com/tokenwatch/tokenwatch/checks"
 	"github.com/tokenwatch/tokenwatch/configs"
 	"github.com/tokenwatch/tokenwatch/exporters/alertmanager"
+	"github.com/tokenwatch/tokenwatch/exporters/metrics"
 	"github.com/tokenwatch/tokenwatch/exporters/notify"
-	promexp "github.com/tokenwatch/tokenwatch/exporters/prometheus"
 	"github.com/tokenwatch/tokenwatch/exporters/status"
 	"github.com/tokenwatch/tokenwatch/exporters/webhook"
 	"github.com/tokenwatch/tokenwatch/internal/store"
@@ -73,23 +74,23 @@ func runDaemon(o daemonOptions) int {
 	defer st.Close()
 	logger.Info("state store opened", "path", st.Path())
 
-	reg := prom.NewRegistry()
+	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		versioncollector.NewCollector("tokenwatch"),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	collector := promexp.NewCollector()
+	collector := metrics.NewCollector()
 	reg.MustRegister(collector)
-	reloadOK := promauto.With(reg).NewGauge(prom.GaugeOpts{
+	reloadOK := promauto.With(reg).NewGauge(prometheus.GaugeOpts{
 		Name: "tokenwatch_config_last_reload_successful",
 		Help: "Whether the last configuration reload attempt was successful.",
 	})
-	reloadTime := promauto.With(reg).NewGauge(prom.GaugeOpts{
+	reloadTime := promauto.With(reg).NewGauge(prometheus.GaugeOpts{
 		Name: "tokenwatch_config_last_reload_success_timestamp_seconds",
 		Help: "Timestamp of the last successful configuration reload.",
 	})
-	reloads := promauto.With(reg).NewCounterVec(prom.CounterOpts{
+	reloads := promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 		Name: "tokenwatch_config_reloads_total",
 		Help: "Configuration loads and reloads by result (success or failure).",
 	}, []string{"result"})
@@ -115,15 +116,15 @@ func runDaemon(o daemonOptions) int {
 		Shard:       o.shard,
 		Shards:      o.shards,
 		RunOnStart:  true,
-		Instruments: promexp.NewAgentMetrics(reg),
+		Instruments: metrics.NewAgentMetrics(reg),
 		Alerts:      router,
 		Store:       st,
 	})
-	reg.MustRegister(promexp.NewAlertCollector(func() []promexp.FiringAlert {
-		var out []promexp.FiringAlert
+	reg.MustRegister(metrics.NewAlertCollector(func() []metrics.FiringAlert {
+		var out []metrics.FiringAlert
 		for _, a := range ag.Alerts() {
 			if a.State == agent.AlertFiring {
-				out = append(out, promexp.FiringAlert{Org: a.Org, Alertname: a.Alertname})
+				out = append(out, metrics.FiringAlert{Org: a.Org, Alertname: a.Alertname})
 			}
 		}
 		return out
@@ -184,7 +185,7 @@ func runDaemon(o daemonOptions) int {
 	reloadCh := make(chan chan error)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError)}))
-	mux.Handle("/probe", promexp.ProbeHandler(ag, probeTimeout.get, logger))
+	mux.Handle("/probe", metrics.ProbeHandler(prober{ag}, probeTimeout.get, logger))
 	mux.Handle("/api/v1/orgs", page.API())
 	mux.Handle("/", page.HTML())
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
@@ -375,3 +376,22 @@ type durationValue struct{ ns atomic.Int64 }
 
 func (d *durationValue) set(v time.Duration) { d.ns.Store(int64(v)) }
 func (d *durationValue) get() time.Duration  { return time.Duration(d.ns.Load()) }
+
+// prober serves /probe from the agent, turning the agent's errors into
+// those the handler answers (404, 503): neither package imports the other.
+type prober struct{ ag *agent.Agent }
+
+func (p prober) ProbeOrg(ctx context.Context, name string, o metrics.ProbeOptions) (checks.Info, *checks.Result, error) {
+	info, res, err := p.ag.ProbeOrg(ctx, name, agent.ProbeOptions{MaxAge: o.MaxAge, Force: o.Force})
+	for _, e := range []struct{ from, to error }{
+		{agent.ErrUnknownOrg, metrics.ErrUnknownOrg},
+		{agent.ErrNoLogin, metrics.ErrNoLogin},
+		{agent.ErrStillRunning, metrics.ErrStillRunning},
+	} {
+		if errors.Is(err, e.from) {
+			// Same words on both sides: keep them once, with the cause.
+			return info, res, fmt.Errorf("%w%s", e.to, strings.TrimPrefix(err.Error(), e.from.Error()))
+		}
+	}
+	return info, res, err
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tokenwatch/tokenwatch/checks"
 	"github.com/tokenwatch/tokenwatch/exporters/notify"
+	"github.com/tokenwatch/tokenwatch/internal/alerting"
 )
 
 // alertsPath is the API v2 endpoint under the base URL.
@@ -95,7 +96,7 @@ type postableAlert struct {
 }
 
 // Notify posts the alerts in one request.
-func (n *Notifier) Notify(ctx context.Context, alerts ...notify.Alert) (bool, error) {
+func (n *Notifier) Notify(ctx context.Context, alerts ...alerting.Alert) (bool, error) {
 	if len(alerts) == 0 {
 		return false, nil
 	}

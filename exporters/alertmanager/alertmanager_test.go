@@ -15,6 +15,7 @@ import (
 
 	"github.com/tokenwatch/tokenwatch/checks"
 	"github.com/tokenwatch/tokenwatch/exporters/notify"
+	"github.com/tokenwatch/tokenwatch/internal/alerting"
 )
 
 const (
@@ -64,8 +65,8 @@ func (rv *receiver) last(t *testing.T) request {
 
 var (
 	start = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	fired = notify.Alert{
-		Status:      notify.StatusFiring,
+	fired = alerting.Alert{
+		Status:      alerting.StatusFiring,
 		Labels:      map[string]string{"alertname": "TokenIntrospectionInactive", "org": "acme", "reason": "introspection_not_permitted", "severity": "critical"},
 		Annotations: map[string]string{"summary": "s", "description": "d", "fix": "f"},
 		StartsAt:    start,
@@ -82,7 +83,7 @@ func TestNotifyPostsAPIv2Alerts(t *testing.T) {
 		t.Fatal(err)
 	}
 	resolvedAlert := fired.Clone()
-	resolvedAlert.Status, resolvedAlert.EndsAt = notify.StatusResolved, start.Add(time.Minute)
+	resolvedAlert.Status, resolvedAlert.EndsAt = alerting.StatusResolved, start.Add(time.Minute)
 	if retry, err := n.Notify(context.Background(), fired, resolvedAlert); err != nil || retry {
 		t.Fatalf("Notify = %v, %v", retry, err)
 	}
@@ -247,7 +248,7 @@ func TestRouterRetriesAlertmanager(t *testing.T) {
 	defer r.Stop(context.Background())
 	r.Update([]notify.Destination{{Name: notify.DestinationName("alertmanager", srv.URL), Notifier: n, Resends: true}})
 	accepted := make(chan string, 1)
-	r.Send(notify.Message{Alert: fired, Accepted: func(d string) { accepted <- d }})
+	r.Send(alerting.Message{Alert: fired, Accepted: func(d string) { accepted <- d }})
 	select {
 	case d := <-accepted:
 		if !strings.HasPrefix(d, "alertmanager/127.0.0.1:") {
@@ -283,7 +284,7 @@ func TestEndpointKeepsQueryOutOfThePath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.Notify(context.Background(), notify.Alert{Labels: map[string]string{"alertname": "A"}}); err != nil {
+	if _, err := n.Notify(context.Background(), alerting.Alert{Labels: map[string]string{"alertname": "A"}}); err != nil {
 		t.Fatal(err)
 	}
 	if path != "/am/api/v2/alerts" || query != "tenant=ops" {

@@ -1,6 +1,10 @@
 package notify
 
-import "container/list"
+import (
+	"container/list"
+
+	"github.com/tokenwatch/tokenwatch/internal/alerting"
+)
 
 // queue is one destination's queue of messages, indexed so that adding,
 // replacing and dropping a message cost the same with 10,000 queued as
@@ -17,7 +21,7 @@ type queue struct {
 }
 
 type entry struct {
-	msg                        Message
+	msg                        alerting.Message
 	inAll, inFiring, inResends *list.Element
 }
 
@@ -42,7 +46,7 @@ func (q *queue) latest(fingerprint string) *entry {
 // queued returns the alert's queued entries, in queue order.
 func (q *queue) queued(fingerprint string) []*entry { return q.byAlert[fingerprint] }
 
-func (q *queue) pushBack(m Message) {
+func (q *queue) pushBack(m alerting.Message) {
 	e := &entry{msg: m}
 	e.inAll = q.all.PushBack(e)
 	if !m.Alert.Resolved() {
@@ -59,7 +63,7 @@ func (q *queue) pushBack(m Message) {
 }
 
 // pushFront puts the messages, in their order, before everything queued.
-func (q *queue) pushFront(ms []Message) {
+func (q *queue) pushFront(ms []alerting.Message) {
 	if q.byAlert == nil {
 		q.byAlert = map[string][]*entry{}
 	}
@@ -80,7 +84,7 @@ func (q *queue) pushFront(ms []Message) {
 
 // replace puts m in e's place. m is of the same alert, and not firing if e
 // is resolved, so e can only leave the firing and re-send lists.
-func (q *queue) replace(e *entry, m Message) {
+func (q *queue) replace(e *entry, m alerting.Message) {
 	e.msg = m
 	if m.Alert.Resolved() && e.inFiring != nil {
 		q.firing.Remove(e.inFiring)
@@ -135,8 +139,8 @@ func (q *queue) oldestFiring() *entry {
 func (q *queue) clear() { *q = queue{} }
 
 // messages returns the queued messages in order.
-func (q *queue) messages() []Message {
-	out := make([]Message, 0, q.len())
+func (q *queue) messages() []alerting.Message {
+	out := make([]alerting.Message, 0, q.len())
 	for e := q.all.Front(); e != nil; e = e.Next() {
 		out = append(out, e.Value.(*entry).msg)
 	}

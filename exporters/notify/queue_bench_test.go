@@ -3,6 +3,8 @@ package notify
 import (
 	"fmt"
 	"testing"
+
+	"github.com/tokenwatch/tokenwatch/internal/alerting"
 )
 
 // BenchmarkEnqueue measures one Send of a single message to a destination
@@ -23,19 +25,19 @@ func BenchmarkEnqueue(b *testing.B) {
 				r := NewRouter(RouterOptions{QueueCapacity: capacity})
 				// No delivery goroutine: the queue stays as filled.
 				d := &dispatcher{name: "am", r: r, logger: r.logger, wake: make(chan struct{}, 1), resends: true}
-				fill := make([]Message, queued)
+				fill := make([]alerting.Message, queued)
 				for i := range fill {
 					fill[i] = firing(fmt.Sprintf("Q%d", i))
 				}
 				d.enqueue(fill)
-				msgs := make([]Message, 1024)
+				msgs := make([]alerting.Message, 1024)
 				for i := range msgs {
 					if kind == "update" {
 						msgs[i] = resend(fmt.Sprintf("Q%d", i*queued/len(msgs)))
 					} else {
 						msgs[i] = firing(fmt.Sprintf("N%d", i))
 					}
-					msgs[i].Alert.Fingerprint = Fingerprint(msgs[i].Alert.Labels)
+					msgs[i].Alert.Fingerprint = alerting.Fingerprint(msgs[i].Alert.Labels)
 				}
 				b.ResetTimer()
 				for i := range b.N {

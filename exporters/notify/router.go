@@ -7,8 +7,9 @@ import (
 	"sync"
 	"time"
 
-	prom "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/tokenwatch/tokenwatch/internal/alerting"
 )
 
 // Defaults of RouterOptions.
@@ -32,18 +33,6 @@ const (
 	ResultDropped = "dropped"
 )
 
-// Message is one alert handed to the Router.
-type Message struct {
-	Alert Alert
-	// Resend marks a periodic repeat of a firing alert that a destination
-	// already accepted. Only destinations that want re-sends get it, and a
-	// full queue drops re-sends first.
-	Resend bool
-	// Accepted, when set, is called each time a destination accepted the
-	// alert, from that destination's delivery goroutine.
-	Accepted func(destination string)
-}
-
 // Destination is one place alerts go.
 type Destination struct {
 	// Name identifies the destination in metrics and logs and across
@@ -59,7 +48,7 @@ type Destination struct {
 // RouterOptions configure a Router. Zero values take the defaults.
 type RouterOptions struct {
 	// Registerer receives the delivery metrics; nil keeps them unregistered.
-	Registerer prom.Registerer
+	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 	// QueueCapacity bounds each destination's queue; see Router.
 	QueueCapacity int
@@ -90,8 +79,8 @@ type RouterOptions struct {
 type Router struct {
 	opts   RouterOptions
 	logger *slog.Logger
-	total  *prom.CounterVec
-	queued *prom.GaugeVec
+	total  *prometheus.CounterVec
+	queued *prometheus.GaugeVec
 
 	mu      sync.Mutex
 	dests   map[string]*dispatcher
@@ -120,17 +109,17 @@ func NewRouter(opts RouterOptions) *Router {
 	}
 	reg := opts.Registerer
 	if reg == nil {
-		reg = prom.NewRegistry()
+		reg = prometheus.NewRegistry()
 	}
 	f := promauto.With(reg)
 	return &Router{
 		opts:   opts,
 		logger: opts.Logger,
-		total: f.NewCounterVec(prom.CounterOpts{
+		total: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokenwatch_notifications_total",
 			Help: "Alerts handed to a destination, by result: success (accepted), failure (an attempt failed), dropped (given up).",
 		}, []string{"destination", "result"}),
-		queued: f.NewGaugeVec(prom.GaugeOpts{
+		queued: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tokenwatch_notification_queue_length",
 			Help: "Alerts waiting to be sent to a destination.",
 		}, []string{"destination"}),
@@ -196,7 +185,7 @@ func (r *Router) Destinations() []string {
 
 // Send queues the messages for every destination. It never blocks on a
 // destination.
-func (r *Router) Send(msgs ...Message) {
+func (r *Router) Send(msgs ...alerting.Message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, name := range r.order {
@@ -206,7 +195,7 @@ func (r *Router) Send(msgs ...Message) {
 
 // SendTo queues the messages for the named destinations only, e.g. the
 // alerts already firing for a destination that was just added.
-func (r *Router) SendTo(names []string, msgs ...Message) {
+func (r *Router) SendTo(names []string, msgs ...alerting.Message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, name := range names {
@@ -299,7 +288,7 @@ func (d *dispatcher) count(result string, n int) {
 	}
 }
 
-func (d *dispatcher) enqueue(msgs []Message) {
+func (d *dispatcher) enqueue(msgs []alerting.Message) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, m := range msgs {
@@ -307,7 +296,7 @@ func (d *dispatcher) enqueue(msgs []Message) {
 			continue
 		}
 		if m.Alert.Fingerprint == "" {
-			m.Alert.Fingerprint = Fingerprint(m.Alert.Labels)
+			m.Alert.Fingerprint = alerting.Fingerprint(m.Alert.Labels)
 		}
 		d.addLocked(m)
 	}
@@ -318,7 +307,7 @@ func (d *dispatcher) enqueue(msgs []Message) {
 	}
 }
 
-func (d *dispatcher) addLocked(m Message) {
+func (d *dispatcher) addLocked(m alerting.Message) {
 	// The latest queued message of the same alert decides.
 	if q := d.queue.latest(m.Alert.Fingerprint); q != nil {
 		// A firing alert never overtakes a resolve: it queues behind it.
@@ -338,7 +327,7 @@ func (d *dispatcher) addLocked(m Message) {
 
 // makeRoomLocked applies the drop policy (see Router) for the incoming
 // message m. It reports false when m itself is to be dropped.
-func (d *dispatcher) makeRoomLocked(m Message) bool {
+func (d *dispatcher) makeRoomLocked(m alerting.Message) bool {
 	drop := func(e *entry) bool {
 		d.count(ResultDropped, 1)
 		d.logger.Warn("alert queue full; dropped the oldest queued firing alert", "alertname", e.msg.Alert.Name())
@@ -363,7 +352,7 @@ func (d *dispatcher) queuedChangedLocked() {
 
 // next waits for queued messages and takes a batch of them, at most one per
 // alert. It returns nil when the dispatcher is to stop.
-func (d *dispatcher) next() ([]Message, Notifier) {
+func (d *dispatcher) next() ([]alerting.Message, Notifier) {
 	for {
 		d.mu.Lock()
 		if d.ctx.Err() != nil {
@@ -374,7 +363,7 @@ func (d *dispatcher) next() ([]Message, Notifier) {
 			return nil, nil
 		}
 		if d.queue.len() > 0 {
-			var batch []Message
+			var batch []alerting.Message
 			seen := map[string]bool{}
 			for e := d.queue.front(); e != nil && len(batch) < d.r.opts.MaxBatch && !seen[e.msg.Alert.Fingerprint]; e = d.queue.front() {
 				seen[e.msg.Alert.Fingerprint] = true
@@ -415,7 +404,7 @@ func (d *dispatcher) run() {
 		if batch == nil {
 			return
 		}
-		alerts := make([]Alert, len(batch))
+		alerts := make([]alerting.Alert, len(batch))
 		for i, m := range batch {
 			alerts[i] = m.Alert
 		}
@@ -471,8 +460,8 @@ func (d *dispatcher) run() {
 
 // requeueLocked puts a failed batch back at the front, minus the messages
 // that newer ones of the same alert superseded meanwhile.
-func (d *dispatcher) requeueLocked(batch []Message) {
-	var keep []Message
+func (d *dispatcher) requeueLocked(batch []alerting.Message) {
+	var keep []alerting.Message
 	for _, m := range batch {
 		superseded := false
 		for _, q := range d.queue.queued(m.Alert.Fingerprint) {

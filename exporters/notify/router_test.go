@@ -10,14 +10,15 @@ import (
 	"testing"
 	"time"
 
-	prom "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/tokenwatch/tokenwatch/internal/alerting"
 )
 
 // fakeNotifier records the batches it is given and answers from a script.
 type fakeNotifier struct {
 	mu    sync.Mutex
-	calls [][]Alert
+	calls [][]alerting.Alert
 	// answers are used in order; after the last, every call succeeds.
 	answers []answer
 	// gate, when set, holds every call until a value is received from it.
@@ -29,7 +30,7 @@ type answer struct {
 	err   error
 }
 
-func (f *fakeNotifier) Notify(ctx context.Context, alerts ...Alert) (bool, error) {
+func (f *fakeNotifier) Notify(ctx context.Context, alerts ...alerting.Alert) (bool, error) {
 	if f.gate != nil {
 		select {
 		case <-f.gate:
@@ -61,15 +62,21 @@ func (f *fakeNotifier) sent() []string {
 	return out
 }
 
-func alert(name, status string) Alert {
-	return Alert{Status: status, Labels: map[string]string{"alertname": name, "org": "acme"}}
+func alert(name, status string) alerting.Alert {
+	return alerting.Alert{Status: status, Labels: map[string]string{"alertname": name, "org": "acme"}}
 }
 
-func firing(name string) Message   { return Message{Alert: alert(name, StatusFiring)} }
-func resolved(name string) Message { return Message{Alert: alert(name, StatusResolved)} }
-func resend(name string) Message   { return Message{Alert: alert(name, StatusFiring), Resend: true} }
+func firing(name string) alerting.Message {
+	return alerting.Message{Alert: alert(name, alerting.StatusFiring)}
+}
+func resolved(name string) alerting.Message {
+	return alerting.Message{Alert: alert(name, alerting.StatusResolved)}
+}
+func resend(name string) alerting.Message {
+	return alerting.Message{Alert: alert(name, alerting.StatusFiring), Resend: true}
+}
 
-func fastRouter(t *testing.T, reg prom.Registerer, capacity int) *Router {
+func fastRouter(t *testing.T, reg prometheus.Registerer, capacity int) *Router {
 	t.Helper()
 	r := NewRouter(RouterOptions{Registerer: reg, QueueCapacity: capacity, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
 	t.Cleanup(func() {
@@ -109,7 +116,7 @@ func (r *Router) queueOf(name string) []string {
 }
 
 func TestRouterDeliversToEveryDestination(t *testing.T) {
-	reg := prom.NewPedanticRegistry()
+	reg := prometheus.NewPedanticRegistry()
 	r := fastRouter(t, reg, 0)
 	am1, am2, hook := &fakeNotifier{}, &fakeNotifier{}, &fakeNotifier{}
 	added := r.Update([]Destination{
@@ -209,7 +216,7 @@ func TestRouterQueueKeepsOneMessagePerAlertState(t *testing.T) {
 	calls := len(n.calls)
 	last := n.calls[len(n.calls)-1]
 	n.mu.Unlock()
-	if calls != 3 || len(last) != 1 || last[0].Status != StatusFiring || last[0].Name() != "C" {
+	if calls != 3 || len(last) != 1 || last[0].Status != alerting.StatusFiring || last[0].Name() != "C" {
 		t.Errorf("calls = %d, last = %v; want the firing C after the batch holding its resolve", calls, last)
 	}
 }
@@ -222,7 +229,7 @@ func TestRouterFullQueueDropsFiringNeverResolves(t *testing.T) {
 	waitFor(t, "the first batch to be in flight", func() bool { return len(r.queueOf("am")) == 0 })
 
 	steps := []struct {
-		send Message
+		send alerting.Message
 		want []string
 	}{
 		{firing("A"), []string{"firing:A"}},
@@ -274,7 +281,7 @@ func TestRouterNeverBlocksOnADestination(t *testing.T) {
 // A reload that keeps a destination's name keeps its queue and uses the new
 // notifier; a destination no longer configured disappears from the metrics.
 func TestRouterUpdateKeepsQueues(t *testing.T) {
-	reg := prom.NewPedanticRegistry()
+	reg := prometheus.NewPedanticRegistry()
 	r := fastRouter(t, reg, 0)
 	old := &fakeNotifier{answers: []answer{{true, errors.New("HTTP 401")}}, gate: make(chan struct{})}
 	r.Update([]Destination{{Name: "am", Notifier: old, Resends: true}, {Name: "gone", Notifier: &fakeNotifier{}}})
@@ -397,9 +404,9 @@ func TestDestinationNameIsStable(t *testing.T) {
 
 func TestFingerprintIsAlertmanagers(t *testing.T) {
 	// The fingerprint Alertmanager shows for {alertname="A", org="acme"}.
-	a := Fingerprint(map[string]string{"alertname": "A", "org": "acme"})
-	b := Fingerprint(map[string]string{"org": "acme", "alertname": "A"})
-	c := Fingerprint(map[string]string{"alertname": "A", "org": "acme2"})
+	a := alerting.Fingerprint(map[string]string{"alertname": "A", "org": "acme"})
+	b := alerting.Fingerprint(map[string]string{"org": "acme", "alertname": "A"})
+	c := alerting.Fingerprint(map[string]string{"alertname": "A", "org": "acme2"})
 	if a != b || a == c || len(a) != 16 {
 		t.Errorf("fingerprints %s %s %s", a, b, c)
 	}

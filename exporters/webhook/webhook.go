@@ -19,6 +19,7 @@ import (
 
 	"github.com/tokenwatch/tokenwatch/checks"
 	"github.com/tokenwatch/tokenwatch/exporters/notify"
+	"github.com/tokenwatch/tokenwatch/internal/alerting"
 )
 
 // SignatureHeader carries the HMAC-SHA256 of the body, as "sha256=<hex>".
@@ -60,7 +61,7 @@ type Payload struct {
 	CommonLabels      map[string]string `json:"commonLabels"`
 	CommonAnnotations map[string]string `json:"commonAnnotations"`
 	ExternalURL       string            `json:"externalURL"`
-	Alerts            []notify.Alert    `json:"alerts"`
+	Alerts            []alerting.Alert  `json:"alerts"`
 }
 
 // Notifier posts alerts to one webhook.
@@ -120,7 +121,7 @@ func New(o Options) (*Notifier, error) {
 // Notifier contract has one result for the whole batch, so a retry sends
 // again the groups that were already accepted; receivers see a repeat of the
 // same status, which Alertmanager's own retries also produce.
-func (n *Notifier) Notify(ctx context.Context, alerts ...notify.Alert) (bool, error) {
+func (n *Notifier) Notify(ctx context.Context, alerts ...alerting.Alert) (bool, error) {
 	for _, p := range n.payloads(alerts) {
 		body, err := json.Marshal(p)
 		if err != nil {
@@ -154,16 +155,16 @@ func Verify(key, body []byte, header string) bool {
 
 // payloads groups the alerts by groupBy, in the order each group first
 // appears, and returns one payload per group.
-func (n *Notifier) payloads(alerts []notify.Alert) []Payload {
+func (n *Notifier) payloads(alerts []alerting.Alert) []Payload {
 	var keys []string
-	groups := map[string][]notify.Alert{}
+	groups := map[string][]alerting.Alert{}
 	for _, a := range alerts {
 		if a.Resolved() && !n.sendResolved {
 			continue
 		}
 		a = a.Clone()
 		if a.Fingerprint == "" {
-			a.Fingerprint = notify.Fingerprint(a.Labels)
+			a.Fingerprint = alerting.Fingerprint(a.Labels)
 		}
 		if !a.Resolved() {
 			// Alertmanager's webhook shows firing alerts without an end.
@@ -194,10 +195,10 @@ func groupLabels(labels map[string]string) model.LabelSet {
 }
 
 // payload is the payload of one group: alerts that share their groupBy labels.
-func (n *Notifier) payload(alerts []notify.Alert) Payload {
+func (n *Notifier) payload(alerts []alerting.Alert) Payload {
 	p := Payload{
 		Version:     PayloadVersion,
-		Status:      notify.StatusResolved,
+		Status:      alerting.StatusResolved,
 		Receiver:    n.receiver,
 		ExternalURL: n.externalURL,
 		Alerts:      alerts,
@@ -206,7 +207,7 @@ func (n *Notifier) payload(alerts []notify.Alert) Payload {
 	var labels, annotations []map[string]string
 	for _, a := range alerts {
 		if !a.Resolved() {
-			p.Status = notify.StatusFiring
+			p.Status = alerting.StatusFiring
 		}
 		labels = append(labels, a.Labels)
 		annotations = append(annotations, a.Annotations)

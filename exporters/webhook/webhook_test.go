@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tokenwatch/tokenwatch/exporters/notify"
+	"github.com/tokenwatch/tokenwatch/internal/alerting"
 )
 
 const canaryKey = "CANARYwebhookHMACkey9f8e"
@@ -44,15 +45,15 @@ func (h *hook) count() int {
 
 var start = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 
-func testAlert(org, status string) notify.Alert {
-	a := notify.Alert{
+func testAlert(org, status string) alerting.Alert {
+	a := alerting.Alert{
 		Status:      status,
 		Labels:      map[string]string{"alertname": "TokenIntrospectionInactive", "org": org, "reason": "introspection_not_permitted", "severity": "critical", "team": "crm"},
 		Annotations: map[string]string{"summary": "Introspection of " + org + " answered inactive", "fix": "Enable Introspect All Tokens"},
 		StartsAt:    start,
 		EndsAt:      start.Add(4 * time.Minute),
 	}
-	if status == notify.StatusResolved {
+	if status == alerting.StatusResolved {
 		a.EndsAt = start.Add(3 * time.Minute)
 	}
 	return a
@@ -66,7 +67,7 @@ func TestPayloadHasAlertmanagersShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if retry, err := n.Notify(context.Background(), testAlert("acme", notify.StatusFiring), testAlert("globex", notify.StatusResolved)); err != nil || retry {
+	if retry, err := n.Notify(context.Background(), testAlert("acme", alerting.StatusFiring), testAlert("globex", alerting.StatusResolved)); err != nil || retry {
 		t.Fatalf("Notify = %v, %v", retry, err)
 	}
 	if h.count() != 2 {
@@ -116,7 +117,7 @@ func TestPayloadHasAlertmanagersShape(t *testing.T) {
 	if p1["status"] != "resolved" || a1["status"] != "resolved" || a1["endsAt"] != "2026-11-26T12:03:00Z" {
 		t.Errorf("resolved payload: status %v; alert status %v, endsAt %v", p1["status"], a1["status"], a1["endsAt"])
 	}
-	if a0["fingerprint"] != notify.Fingerprint(testAlert("acme", "").Labels) {
+	if a0["fingerprint"] != alerting.Fingerprint(testAlert("acme", "").Labels) {
 		t.Errorf("fingerprint = %v", a0["fingerprint"])
 	}
 	if _, signed := h.headers[0][SignatureHeader]; signed {
@@ -124,7 +125,7 @@ func TestPayloadHasAlertmanagersShape(t *testing.T) {
 	}
 
 	// Only resolved alerts: the payload is resolved.
-	if _, err := n.Notify(context.Background(), testAlert("acme", notify.StatusResolved)); err != nil {
+	if _, err := n.Notify(context.Background(), testAlert("acme", alerting.StatusResolved)); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(h.bodies[2]), `"status":"resolved","receiver"`) {
@@ -144,12 +145,12 @@ func TestPayloadPerAlertGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := n.Notify(ctx, testAlert("acme", notify.StatusFiring)); err != nil {
+	if _, err := n.Notify(ctx, testAlert("acme", alerting.StatusFiring)); err != nil {
 		t.Fatal(err)
 	}
-	expiring := testAlert("acme", notify.StatusFiring)
+	expiring := testAlert("acme", alerting.StatusFiring)
 	expiring.Labels["alertname"] = "TokenExpiresSoon"
-	if _, err := n.Notify(ctx, testAlert("globex", notify.StatusFiring), testAlert("acme", notify.StatusResolved), expiring); err != nil {
+	if _, err := n.Notify(ctx, testAlert("globex", alerting.StatusFiring), testAlert("acme", alerting.StatusResolved), expiring); err != nil {
 		t.Fatal(err)
 	}
 	type payload struct {
@@ -157,7 +158,7 @@ func TestPayloadPerAlertGroup(t *testing.T) {
 		GroupKey     string            `json:"groupKey"`
 		GroupLabels  map[string]string `json:"groupLabels"`
 		CommonLabels map[string]string `json:"commonLabels"`
-		Alerts       []notify.Alert    `json:"alerts"`
+		Alerts       []alerting.Alert  `json:"alerts"`
 	}
 	var ps []payload
 	for _, b := range h.bodies {
@@ -181,7 +182,7 @@ func TestPayloadPerAlertGroup(t *testing.T) {
 		}
 	}
 	fired, resolvedAcme := ps[0], ps[2]
-	if resolvedAcme.Status != notify.StatusResolved || resolvedAcme.Alerts[0].Labels["org"] != "acme" {
+	if resolvedAcme.Status != alerting.StatusResolved || resolvedAcme.Alerts[0].Labels["org"] != "acme" {
 		t.Fatalf("third payload is not acme's resolve: %+v", resolvedAcme)
 	}
 	if fired.GroupKey != resolvedAcme.GroupKey {
@@ -203,7 +204,7 @@ func TestErrorHidesURLPathAndQuery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = n.Notify(context.Background(), testAlert("acme", notify.StatusFiring))
+	_, err = n.Notify(context.Background(), testAlert("acme", alerting.StatusFiring))
 	if err == nil {
 		t.Fatal("a 404 was accepted")
 	}
@@ -220,7 +221,7 @@ func TestSignature(t *testing.T) {
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	n, _ := New(Options{URL: srv.URL, Secret: canaryKey, SendResolved: true})
-	if _, err := n.Notify(context.Background(), testAlert("acme", notify.StatusFiring)); err != nil {
+	if _, err := n.Notify(context.Background(), testAlert("acme", alerting.StatusFiring)); err != nil {
 		t.Fatal(err)
 	}
 	sig := h.headers[0].Get(SignatureHeader)
@@ -250,13 +251,13 @@ func TestSendResolvedFalse(t *testing.T) {
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	n, _ := New(Options{URL: srv.URL, SendResolved: false})
-	if _, err := n.Notify(context.Background(), testAlert("acme", notify.StatusResolved)); err != nil {
+	if _, err := n.Notify(context.Background(), testAlert("acme", alerting.StatusResolved)); err != nil {
 		t.Fatal(err)
 	}
 	if h.count() != 0 {
 		t.Errorf("a resolved-only batch was posted with send_resolved false")
 	}
-	if _, err := n.Notify(context.Background(), testAlert("acme", notify.StatusResolved), testAlert("globex", notify.StatusFiring)); err != nil {
+	if _, err := n.Notify(context.Background(), testAlert("acme", alerting.StatusResolved), testAlert("globex", alerting.StatusFiring)); err != nil {
 		t.Fatal(err)
 	}
 	if h.count() != 1 || strings.Contains(string(h.bodies[0]), `"resolved"`) {
@@ -274,7 +275,7 @@ func TestFailuresAndRetries(t *testing.T) {
 		h := &hook{statuses: []int{tc.status}}
 		srv := httptest.NewServer(h)
 		n, _ := New(Options{URL: srv.URL + "/T000/B000/XXXXXXXXsecretpath", Secret: canaryKey})
-		retry, err := n.Notify(context.Background(), testAlert("acme", notify.StatusFiring))
+		retry, err := n.Notify(context.Background(), testAlert("acme", alerting.StatusFiring))
 		srv.Close()
 		if err == nil || retry != tc.wantRetry {
 			t.Errorf("HTTP %d: retry %v, err %v; want retry %v", tc.status, retry, err, tc.wantRetry)
@@ -293,7 +294,7 @@ func TestFailuresAndRetries(t *testing.T) {
 	defer r.Stop(context.Background())
 	r.Update([]notify.Destination{{Name: "webhook", Notifier: n}})
 	done := make(chan struct{})
-	r.Send(notify.Message{Alert: testAlert("acme", notify.StatusResolved), Accepted: func(string) { close(done) }})
+	r.Send(alerting.Message{Alert: testAlert("acme", alerting.StatusResolved), Accepted: func(string) { close(done) }})
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):

@@ -1,4 +1,4 @@
-package prometheus
+package metrics
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	prom "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -103,18 +103,18 @@ func ProbeHandler(p Prober, defaultTimeout func() time.Duration, logger *slog.Lo
 			return
 		}
 
-		reg := prom.NewRegistry()
+		reg := prometheus.NewRegistry()
 		c := NewCollector()
 		reg.MustRegister(c)
 		c.SetOrgs([]checks.Info{info})
 		c.Observe(info, result)
 		// A check that outran the deadline is a failed probe, whatever the
 		// earlier result said.
-		promauto.With(reg).NewGauge(prom.GaugeOpts{
+		promauto.With(reg).NewGauge(prometheus.GaugeOpts{
 			Name: "tokenwatch_probe_success",
 			Help: "Whether the result this probe answered was healthy (1) or not (0); 0 when its check outran the deadline.",
 		}).Set(boolValue(result.Success() && !errors.Is(err, ErrStillRunning)))
-		promauto.With(reg).NewGauge(prom.GaugeOpts{
+		promauto.With(reg).NewGauge(prometheus.GaugeOpts{
 			Name: "tokenwatch_probe_result_age_seconds",
 			Help: "Age of the answered result: near 0 for a check run for this probe, more for an earlier result answered because it was fresh enough or no login was allowed.",
 		}).Set(max(time.Since(result.Start.Add(result.Duration)).Seconds(), 0))

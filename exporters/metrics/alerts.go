@@ -1,7 +1,7 @@
-package prometheus
+package metrics
 
 import (
-	prom "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // FiringAlert is an alert that at least one destination accepted.
@@ -14,7 +14,7 @@ type FiringAlert struct {
 // pending, not yet accepted or resolved have no series, so the metric stays
 // small with thousands of healthy orgs; alert on its presence.
 type AlertCollector struct {
-	desc   *prom.Desc
+	desc   *prometheus.Desc
 	firing func() []FiringAlert
 }
 
@@ -22,19 +22,19 @@ type AlertCollector struct {
 // every scrape.
 func NewAlertCollector(firing func() []FiringAlert) *AlertCollector {
 	return &AlertCollector{
-		desc: prom.NewDesc("tokenwatch_alert_firing",
+		desc: prometheus.NewDesc("tokenwatch_alert_firing",
 			"1 for each alert tokenwatch raised that a destination accepted and that has not resolved; absent otherwise.",
 			[]string{labelOrg, "alertname"}, nil),
 		firing: firing,
 	}
 }
 
-// Describe implements prom.Collector.
-func (c *AlertCollector) Describe(ch chan<- *prom.Desc) { ch <- c.desc }
+// Describe implements prometheus.Collector.
+func (c *AlertCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
-// Collect implements prom.Collector.
-func (c *AlertCollector) Collect(ch chan<- prom.Metric) {
+// Collect implements prometheus.Collector.
+func (c *AlertCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, a := range c.firing() {
-		ch <- prom.MustNewConstMetric(c.desc, prom.GaugeValue, 1, a.Org, a.Alertname)
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, 1, a.Org, a.Alertname)
 	}
 }

@@ -1,17 +1,17 @@
-package prometheus
+package metrics
 
 import (
 	"strings"
 	"testing"
 
-	prom "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestAlertCollector(t *testing.T) {
 	firing := []FiringAlert{{Org: "acme", Alertname: "TokenIntrospectionInactive"}, {Org: "globex", Alertname: "TokenAcquisitionFailed"}}
 	c := NewAlertCollector(func() []FiringAlert { return firing })
-	reg := prom.NewPedanticRegistry()
+	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
 	want := `# HELP tokenwatch_alert_firing 1 for each alert tokenwatch raised that a destination accepted and that has not resolved; absent otherwise.
 # TYPE tokenwatch_alert_firing gauge

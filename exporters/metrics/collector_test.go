@@ -1,4 +1,4 @@
-package prometheus
+package metrics
 
 import (
 	"bytes"
@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	prom "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
 
@@ -300,7 +300,7 @@ func betaPending() map[string]string {
 func TestCollectorScriptedSequence(t *testing.T) {
 	acme, beta := acmeInfo(), betaInfo()
 	c := NewCollector()
-	reg := prom.NewPedanticRegistry()
+	reg := prometheus.NewPedanticRegistry()
 	if err := reg.Register(c); err != nil {
 		t.Fatalf("a pedantic registry refused the collector: %v", err)
 	}
@@ -371,7 +371,7 @@ func TestStepDurationBuckets(t *testing.T) {
 				c.Observe(acme, &checks.Result{Outcome: checks.OutcomeOK, Steps: []checks.StepResult{
 					step(checks.StepToken, d), skipped(checks.StepProbe)}})
 			}
-			reg := prom.NewPedanticRegistry()
+			reg := prometheus.NewPedanticRegistry()
 			reg.MustRegister(c)
 			mfs, err := reg.Gather()
 			if err != nil {
@@ -421,7 +421,7 @@ func TestOrgInfoLabels(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := NewCollector()
 			c.SetOrgs([]checks.Info{{Name: "x", Provider: "salesforce", Grant: "password", Labels: tt.labels}})
-			reg := prom.NewPedanticRegistry()
+			reg := prometheus.NewPedanticRegistry()
 			reg.MustRegister(c)
 			want := "# HELP tokenwatch_org_info " + orgInfoHelp + "\n# TYPE tokenwatch_org_info gauge\n" + tt.want + "\n"
 			if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "tokenwatch_org_info"); err != nil {
@@ -434,7 +434,7 @@ func TestOrgInfoLabels(t *testing.T) {
 func TestInvalidOrgLabelFailsOnlyItsSeries(t *testing.T) {
 	c := NewCollector()
 	c.SetOrgs([]checks.Info{acmeInfo(), {Name: "bad", Labels: map[string]string{"__reserved": "x"}}})
-	reg := prom.NewPedanticRegistry()
+	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
 	mfs, err := reg.Gather()
 	if err == nil || !strings.Contains(err.Error(), "__reserved") {
@@ -454,7 +454,7 @@ func TestInvalidOrgLabelFailsOnlyItsSeries(t *testing.T) {
 func TestCollectorIsSafeForConcurrentUse(t *testing.T) {
 	acme, beta := acmeInfo(), betaInfo()
 	c := NewCollector()
-	reg := prom.NewPedanticRegistry()
+	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
 	var wg sync.WaitGroup
 	for i := range 4 {
@@ -487,7 +487,7 @@ func TestExpositionPassesPromtoolLint(t *testing.T) {
 	c.SetOrgs([]checks.Info{acme, beta})
 	c.Observe(acme, acmeFirst())
 	c.Observe(beta, betaNotPermitted())
-	reg := prom.NewPedanticRegistry()
+	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
 	text, err := testutil.GatherAndFormat(reg, expfmt.TypeTextPlain)
 	if err != nil {
@@ -503,7 +503,7 @@ func TestExpositionPassesPromtoolLint(t *testing.T) {
 func TestReloadRelabelsOrgInfo(t *testing.T) {
 	acme := acmeInfo()
 	c := NewCollector()
-	reg := prom.NewPedanticRegistry()
+	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
 	c.SetOrgs([]checks.Info{acme})
 	c.Observe(acme, acmeFirst())

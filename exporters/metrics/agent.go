@@ -1,44 +1,44 @@
-package prometheus
+package metrics
 
 import (
 	"time"
 
-	prom "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 // AgentMetrics are the agent's own health: how long checks wait for a free
 // concurrency slot and how many run at once.
 type AgentMetrics struct {
-	wait     prom.Histogram
-	running  prom.Gauge
-	logins   prom.Counter
-	deferred *prom.CounterVec
-	store    prom.Counter
+	wait     prometheus.Histogram
+	running  prometheus.Gauge
+	logins   prometheus.Counter
+	deferred *prometheus.CounterVec
+	store    prometheus.Counter
 }
 
 // NewAgentMetrics registers the agent's metrics with reg.
-func NewAgentMetrics(reg prom.Registerer) *AgentMetrics {
+func NewAgentMetrics(reg prometheus.Registerer) *AgentMetrics {
 	f := promauto.With(reg)
 	m := &AgentMetrics{
-		wait: f.NewHistogram(prom.HistogramOpts{
+		wait: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "tokenwatch_check_queue_wait_seconds",
 			Help:    "Time a due check waited for a free slot under max_concurrent_checks before it started: the scheduling lag.",
 			Buckets: []float64{.001, .01, .1, .5, 1, 5, 10, 30, 60, 300},
 		}),
-		running: f.NewGauge(prom.GaugeOpts{
+		running: f.NewGauge(prometheus.GaugeOpts{
 			Name: "tokenwatch_checks_running",
 			Help: "Checks running now.",
 		}),
-		logins: f.NewCounter(prom.CounterOpts{
+		logins: f.NewCounter(prometheus.CounterOpts{
 			Name: "tokenwatch_logins_total",
 			Help: "Token requests sent (logins), by scheduled checks and /probe.",
 		}),
-		deferred: f.NewCounterVec(prom.CounterOpts{
+		deferred: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokenwatch_logins_deferred_total",
 			Help: "Checks that did not log in: the org backs off after a rejected login (backoff) or its identity's login budget was spent (budget).",
 		}, []string{"reason"}),
-		store: f.NewCounter(prom.CounterOpts{
+		store: f.NewCounter(prometheus.CounterOpts{
 			Name: "tokenwatch_storage_write_failures_total",
 			Help: "Writes to the state store (--storage.path) that failed.",
 		}),

@@ -1,7 +1,8 @@
-// Package prometheus turns check results into Prometheus metrics: a Collector
-// that mirrors the last state of every configured org for /metrics, and a
-// handler that runs one check on demand and answers its metrics for /probe.
-package prometheus
+// Package metrics turns check results into Prometheus metrics: a Collector
+// that mirrors the last state of every configured org for /metrics, the
+// agent's own health metrics, and the /probe handler that answers one org's
+// metrics on demand.
+package metrics
 
 import (
 	"sort"
@@ -9,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	prom "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tokenwatch/tokenwatch/checks"
 )
@@ -49,18 +50,18 @@ const (
 //
 // SetOrgs, Observe and Collect are safe for concurrent use.
 type Collector struct {
-	checkSuccess      *prom.Desc
-	checksTotal       *prom.Desc
-	introspection     *prom.Desc
-	tokenExpiry       *prom.Desc
-	tokenIssued       *prom.Desc
-	tokenLifetime     *prom.Desc
-	stepDuration      *prom.Desc
-	stepPhaseDuration *prom.Desc
-	checkDuration     *prom.Desc
-	lastRun           *prom.Desc
-	tlsExpiry         *prom.Desc
-	backoffUntil      *prom.Desc
+	checkSuccess      *prometheus.Desc
+	checksTotal       *prometheus.Desc
+	introspection     *prometheus.Desc
+	tokenExpiry       *prometheus.Desc
+	tokenIssued       *prometheus.Desc
+	tokenLifetime     *prometheus.Desc
+	stepDuration      *prometheus.Desc
+	stepPhaseDuration *prometheus.Desc
+	checkDuration     *prometheus.Desc
+	lastRun           *prometheus.Desc
+	tlsExpiry         *prometheus.Desc
+	backoffUntil      *prometheus.Desc
 	buckets           []float64
 
 	mu   sync.Mutex
@@ -112,29 +113,29 @@ func (h *histogram) buckets() map[float64]uint64 {
 func NewCollector() *Collector {
 	org := []string{labelOrg}
 	return &Collector{
-		checkSuccess: prom.NewDesc("tokenwatch_check_success",
+		checkSuccess: prometheus.NewDesc("tokenwatch_check_success",
 			"Whether the last check of the org was healthy (1) or not (0).", org, nil),
-		checksTotal: prom.NewDesc("tokenwatch_checks_total",
+		checksTotal: prometheus.NewDesc("tokenwatch_checks_total",
 			"Number of finished checks of the org, by outcome.", []string{labelOrg, labelOutcome}, nil),
-		introspection: prom.NewDesc("tokenwatch_introspection_active",
+		introspection: prometheus.NewDesc("tokenwatch_introspection_active",
 			"Whether introspection called the token active (1) or inactive (0) in the last check; absent when introspection gave no answer.", org, nil),
-		tokenExpiry: prom.NewDesc("tokenwatch_token_expiry_timestamp_seconds",
+		tokenExpiry: prometheus.NewDesc("tokenwatch_token_expiry_timestamp_seconds",
 			"When the token seen in the last check expires, in seconds since the Unix epoch.", org, nil),
-		tokenIssued: prom.NewDesc("tokenwatch_token_issued_timestamp_seconds",
+		tokenIssued: prometheus.NewDesc("tokenwatch_token_issued_timestamp_seconds",
 			"When the token seen in the last check was issued, in seconds since the Unix epoch.", org, nil),
-		tokenLifetime: prom.NewDesc("tokenwatch_token_lifetime_seconds",
+		tokenLifetime: prometheus.NewDesc("tokenwatch_token_lifetime_seconds",
 			"Lifetime of the token seen in the last check (expiry minus issue time), in seconds.", org, nil),
-		stepDuration: prom.NewDesc("tokenwatch_step_duration_seconds",
+		stepDuration: prometheus.NewDesc("tokenwatch_step_duration_seconds",
 			"Duration of the HTTP exchanges of each step of a check, in seconds.", []string{labelOrg, labelStep}, nil),
-		stepPhaseDuration: prom.NewDesc("tokenwatch_step_phase_duration_seconds",
+		stepPhaseDuration: prometheus.NewDesc("tokenwatch_step_phase_duration_seconds",
 			"Duration of each phase of each step's HTTP exchange in the last check, in seconds.", []string{labelOrg, labelStep, labelPhase}, nil),
-		checkDuration: prom.NewDesc("tokenwatch_check_duration_seconds",
+		checkDuration: prometheus.NewDesc("tokenwatch_check_duration_seconds",
 			"Duration of the last check of the org, in seconds.", org, nil),
-		lastRun: prom.NewDesc("tokenwatch_check_last_run_timestamp_seconds",
+		lastRun: prometheus.NewDesc("tokenwatch_check_last_run_timestamp_seconds",
 			"When the last check of the org finished, in seconds since the Unix epoch.", org, nil),
-		tlsExpiry: prom.NewDesc("tokenwatch_tls_certificate_expiry_timestamp_seconds",
+		tlsExpiry: prometheus.NewDesc("tokenwatch_tls_certificate_expiry_timestamp_seconds",
 			"When the first of the TLS certificates presented by the org's endpoints in the last check expires, in seconds since the Unix epoch.", org, nil),
-		backoffUntil: prom.NewDesc("tokenwatch_check_backoff_until_timestamp_seconds",
+		backoffUntil: prometheus.NewDesc("tokenwatch_check_backoff_until_timestamp_seconds",
 			"While the org backs off after a rejected login: when its next login attempt may be made, in seconds since the Unix epoch.", org, nil),
 		buckets: stepDurationBuckets(),
 		orgs:    make(map[string]*orgState),
@@ -195,10 +196,10 @@ func (c *Collector) Observe(info checks.Info, r *checks.Result) {
 }
 
 // Describe sends nothing, which makes the Collector unchecked; see Collector.
-func (c *Collector) Describe(chan<- *prom.Desc) {}
+func (c *Collector) Describe(chan<- *prometheus.Desc) {}
 
-// Collect implements prom.Collector.
-func (c *Collector) Collect(ch chan<- prom.Metric) {
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, m := range c.metrics() {
 		ch <- m
 	}
@@ -206,14 +207,14 @@ func (c *Collector) Collect(ch chan<- prom.Metric) {
 
 // metrics builds the scrape under the lock and sends it after, so that a
 // slow scrape never holds up Observe.
-func (c *Collector) metrics() []prom.Metric {
+func (c *Collector) metrics() []prometheus.Metric {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []prom.Metric
-	emit := func(m prom.Metric) { out = append(out, m) }
+	var out []prometheus.Metric
+	emit := func(m prometheus.Metric) { out = append(out, m) }
 	// One descriptor per distinct set of org label names, built per scrape so
 	// that label sets gone after a reload leave nothing behind.
-	infoDescs := map[string]*prom.Desc{}
+	infoDescs := map[string]*prometheus.Desc{}
 	for name, st := range c.orgs {
 		c.collectInfo(emit, infoDescs, st.info)
 		c.collectCounts(emit, name, st)
@@ -224,40 +225,40 @@ func (c *Collector) metrics() []prom.Metric {
 	return out
 }
 
-func (c *Collector) collectInfo(emit func(prom.Metric), descs map[string]*prom.Desc, info checks.Info) {
+func (c *Collector) collectInfo(emit func(prometheus.Metric), descs map[string]*prometheus.Desc, info checks.Info) {
 	names, values := infoLabels(info)
 	key := strings.Join(names, "\xff")
 	desc, ok := descs[key]
 	if !ok {
-		desc = prom.NewDesc(orgInfoName, orgInfoHelp, names, nil)
+		desc = prometheus.NewDesc(orgInfoName, orgInfoHelp, names, nil)
 		descs[key] = desc
 	}
 	// Not MustNewConstMetric: a label name the registry refuses must fail
 	// this one series, reported on scrape, not panic the daemon.
-	m, err := prom.NewConstMetric(desc, prom.GaugeValue, 1, values...)
+	m, err := prometheus.NewConstMetric(desc, prometheus.GaugeValue, 1, values...)
 	if err != nil {
-		m = prom.NewInvalidMetric(desc, err)
+		m = prometheus.NewInvalidMetric(desc, err)
 	}
 	emit(m)
 }
 
-func (c *Collector) collectCounts(emit func(prom.Metric), org string, st *orgState) {
+func (c *Collector) collectCounts(emit func(prometheus.Metric), org string, st *orgState) {
 	// ok is always present so that a rate over it starts from zero rather
 	// than from the first healthy check.
 	if _, seen := st.outcomes[checks.OutcomeOK]; !seen {
-		emit(prom.MustNewConstMetric(c.checksTotal, prom.CounterValue, 0, org, string(checks.OutcomeOK)))
+		emit(prometheus.MustNewConstMetric(c.checksTotal, prometheus.CounterValue, 0, org, string(checks.OutcomeOK)))
 	}
 	for outcome, n := range st.outcomes {
-		emit(prom.MustNewConstMetric(c.checksTotal, prom.CounterValue, float64(n), org, string(outcome)))
+		emit(prometheus.MustNewConstMetric(c.checksTotal, prometheus.CounterValue, float64(n), org, string(outcome)))
 	}
 	for step, h := range st.steps {
-		emit(prom.MustNewConstHistogram(c.stepDuration, h.count, h.sum, h.buckets(), org, string(step)))
+		emit(prometheus.MustNewConstHistogram(c.stepDuration, h.count, h.sum, h.buckets(), org, string(step)))
 	}
 }
 
-func (c *Collector) collectLast(emit func(prom.Metric), org string, r *checks.Result) {
-	gauge := func(desc *prom.Desc, v float64, labels ...string) {
-		emit(prom.MustNewConstMetric(desc, prom.GaugeValue, v, append([]string{org}, labels...)...))
+func (c *Collector) collectLast(emit func(prometheus.Metric), org string, r *checks.Result) {
+	gauge := func(desc *prometheus.Desc, v float64, labels ...string) {
+		emit(prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, append([]string{org}, labels...)...))
 	}
 	gauge(c.checkSuccess, boolValue(r.Success()))
 	gauge(c.checkDuration, r.Duration.Seconds())
