@@ -10,7 +10,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"slices"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,11 +22,12 @@ import (
 	"github.com/tokenwatch/tokenwatch/internal/store"
 )
 
-// Observer receives the agent's state: exporters implement it.
+// Observer is told of every finished check, for what accumulates (counts,
+// latency histograms). What is current, the configured orgs and their last
+// results, the agent keeps once: exporters read it from States.
 type Observer interface {
-	// SetOrgs gives the full set of orgs after a (re)load.
-	SetOrgs(infos []checks.Info)
-	// Observe gives a finished check.
+	// Observe gives a finished check of an org still configured; results
+	// loaded from the store are not checks and are not given.
 	Observe(info checks.Info, r *checks.Result)
 }
 
@@ -71,6 +72,9 @@ type Options struct {
 	// Store keeps rotated refresh tokens, alert state and last results
 	// across restarts; nil keeps them in memory only.
 	Store *store.Store
+	// ExternalURL is where tokenwatch is reachable (--web.external-url):
+	// each alert's generatorURL links to its org on the status page there.
+	ExternalURL string
 }
 
 // Instruments receive the agent's own health signals.
@@ -200,6 +204,7 @@ func New(opts Options) *Agent {
 		state:    state,
 		alerts:   newAlerter(opts.Logger, opts.Alerts, opts.Clock, state),
 	}
+	a.alerts.externalURL = opts.ExternalURL
 	a.cron = cron.New(
 		cron.WithLocation(time.UTC),
 		cron.WithLogger(l),
@@ -317,10 +322,10 @@ func (a *Agent) inShard(name string) bool {
 // the store: the last results, backoffs and alert state of before a restart.
 func (a *Agent) Apply(cfg *configs.Config) error {
 	type planned struct {
-		org    configs.Org
-		target checks.Target
-		sched  cron.Schedule
-		tls    string
+		org       configs.Org
+		transport http.RoundTripper
+		sched     cron.Schedule
+		tls       string
 	}
 	var plan []planned
 	var errs []error
@@ -328,7 +333,7 @@ func (a *Agent) Apply(cfg *configs.Config) error {
 		if !a.inShard(o.Name) {
 			continue
 		}
-		t, err := Target(o)
+		rt, err := o.Transport()
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -338,7 +343,7 @@ func (a *Agent) Apply(cfg *configs.Config) error {
 			errs = append(errs, fmt.Errorf("org %s: %w", o.Name, err))
 			continue
 		}
-		plan = append(plan, planned{org: o, target: t, sched: s, tls: tlsFingerprint(o.TLS)})
+		plan = append(plan, planned{org: o, transport: rt, sched: s, tls: tlsFingerprint(o.HTTPClient.TLSConfig)})
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
@@ -370,7 +375,7 @@ func (a *Agent) Apply(cfg *configs.Config) error {
 	infos := make(map[string]checks.Info, len(plan))
 	for _, p := range plan {
 		orgs = append(orgs, p.org)
-		infos[p.org.Name] = p.target.Info()
+		infos[p.org.Name] = p.org.Info()
 	}
 	for _, p := range plan {
 		keep[p.org.Name] = true
@@ -382,15 +387,15 @@ func (a *Agent) Apply(cfg *configs.Config) error {
 			carried = old
 			a.removeLocked(old)
 		}
-		j := &orgJob{agent: a, org: p.org, info: p.target.Info(), timeout: checkDeadline(p.target), tls: p.tls,
+		j := &orgJob{agent: a, org: p.org, info: p.org.Info(), timeout: checkDeadline(p.org.Target), tls: p.tls,
 			identity: p.org.LoginIdentity(), login: loginDigest(p.org)}
-		opts := []checks.Option{checks.WithLoginGate(j.loginGate)}
+		opts := []checks.Option{checks.WithTransport(p.transport), checks.WithLoginGate(j.loginGate)}
 		if chain := a.chainLocked(p.org); chain != nil {
 			// Shared with the replaced checker: a refresh it has in flight
 			// finishes, and saves its rotated token, before this one's starts.
 			opts = append(opts, checks.WithRefreshChain(chain))
 		}
-		j.checker = a.opts.NewChecker(p.target, opts...)
+		j.checker = a.opts.NewChecker(p.org.Target, opts...)
 		if carried != nil {
 			// A changed org starts afresh (no backoff: the change may be the
 			// fix) but keeps showing its last result until its next check.
@@ -413,7 +418,7 @@ func (a *Agent) Apply(cfg *configs.Config) error {
 	if first {
 		a.pruneResults(keep)
 	}
-	current := a.infosLocked()
+	configured := len(a.orgs)
 	a.alerts.configure(cfg.Alerting)
 	a.alerts.setOrgs(orgs, infos)
 	if first {
@@ -426,20 +431,7 @@ func (a *Agent) Apply(cfg *configs.Config) error {
 	}
 	a.mu.Unlock()
 
-	for _, o := range a.opts.Observers {
-		o.SetOrgs(current)
-	}
-	for _, j := range added {
-		j.mu.Lock()
-		last := j.last
-		j.mu.Unlock()
-		if last != nil && last.Loaded {
-			for _, o := range a.opts.Observers {
-				o.Observe(j.info, last)
-			}
-		}
-	}
-	a.logger.Info("configuration applied", "orgs", len(current), "added_or_changed", len(added))
+	a.logger.Info("configuration applied", "orgs", configured, "added_or_changed", len(added))
 	return nil
 }
 
@@ -453,23 +445,6 @@ func (a *Agent) removeLocked(j *orgJob) {
 		defer cancel()
 		j.checker.Close(ctx)
 	})
-}
-
-func (a *Agent) infosLocked() []checks.Info {
-	infos := make([]checks.Info, 0, len(a.orgs))
-	for _, j := range a.orgs {
-		infos = append(infos, j.info)
-	}
-	slices.SortFunc(infos, func(x, y checks.Info) int {
-		switch {
-		case x.Name < y.Name:
-			return -1
-		case x.Name > y.Name:
-			return 1
-		}
-		return 0
-	})
-	return infos
 }
 
 // checkDeadline bounds a whole check: discovery plus four requests.

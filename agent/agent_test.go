@@ -23,45 +23,32 @@ import (
 
 	"github.com/tokenwatch/tokenwatch/checks"
 	"github.com/tokenwatch/tokenwatch/configs"
+	"github.com/tokenwatch/tokenwatch/internal/e2etest"
 	"github.com/tokenwatch/tokenwatch/internal/orgsim"
 )
 
 // fresh asks a probe for a new check, as /probe?max_age=0s does.
 var fresh = ProbeOptions{MaxAge: 0}
 
-// recorder is an Observer that remembers what it was told.
+// recorder is an Observer that remembers what it was told. The configured
+// orgs are not told: they are read from States (stateNames).
 type recorder struct {
 	mu      sync.Mutex
-	sets    [][]string
 	results map[string][]*checks.Result
-	// afterRemoval counts results observed for orgs not in the latest set.
-	afterRemoval int
-	current      map[string]bool
+	// observed is closed, and replaced, at each result: wait's signal.
+	observed chan struct{}
 }
 
 func newRecorder() *recorder {
-	return &recorder{results: map[string][]*checks.Result{}, current: map[string]bool{}}
-}
-
-func (r *recorder) SetOrgs(infos []checks.Info) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var names []string
-	r.current = map[string]bool{}
-	for _, i := range infos {
-		names = append(names, i.Name)
-		r.current[i.Name] = true
-	}
-	r.sets = append(r.sets, names)
+	return &recorder{results: map[string][]*checks.Result{}, observed: make(chan struct{})}
 }
 
 func (r *recorder) Observe(info checks.Info, res *checks.Result) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.current[info.Name] {
-		r.afterRemoval++
-	}
 	r.results[info.Name] = append(r.results[info.Name], res)
+	close(r.observed)
+	r.observed = make(chan struct{})
 }
 
 func (r *recorder) count(name string) int {
@@ -70,15 +57,57 @@ func (r *recorder) count(name string) int {
 	return len(r.results[name])
 }
 
-// waitFor polls cond for up to 10 s.
+// wait blocks until cond holds, testing it again at each result observed;
+// it fails the test after 10 s. cond may call count.
+func (r *recorder) wait(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	for {
+		r.mu.Lock()
+		observed := r.observed
+		r.mu.Unlock()
+		if cond() {
+			return
+		}
+		select {
+		case <-observed:
+		case <-timeout.C:
+			t.Fatalf("timed out after 10s waiting for %s", what)
+		}
+	}
+}
+
+// waitFor polls cond for up to 10 s, for what cannot signal (the alert
+// state, counters of the simulated org); results are waited for with
+// recorder.wait.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	e2etest.WaitFor(t, 10*time.Second, what, cond)
+}
+
+// doneCounter is the agent's Instruments, signalling each finished
+// scheduled run (after its result was published or dropped).
+type doneCounter struct {
+	noInstruments
+	done chan struct{}
+}
+
+func newDoneCounter() *doneCounter { return &doneCounter{done: make(chan struct{}, 64)} }
+
+func (d *doneCounter) CheckFinished() { d.done <- struct{}{} }
+
+// wait waits for n more finished runs, for up to 10 s.
+func (d *doneCounter) wait(t *testing.T, n int) {
+	t.Helper()
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	for i := range n {
+		select {
+		case <-d.done:
+		case <-timeout.C:
+			t.Fatalf("%d of %d runs finished within 10s", i, n)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -135,24 +164,22 @@ func TestApplyRunsAddsRemovesAndKeepsState(t *testing.T) {
 	rec := newRecorder()
 	ag := New(Options{Observers: []Observer{rec}, RunOnStart: true})
 	ag.Start()
-	defer ag.Stop(context.Background())
+	stop := sync.OnceFunc(func() { ag.Stop(context.Background()) })
+	defer stop()
 
 	if err := ag.Apply(sim.config(t, "", "a", "b")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "first checks", func() bool { return rec.count("a") == 1 && rec.count("b") == 1 })
+	rec.wait(t, "first checks", func() bool { return rec.count("a") == 1 && rec.count("b") == 1 })
 	if r := rec.results["a"][0]; r.Outcome != checks.OutcomeOK {
 		t.Fatalf("a: %s %s", r.Outcome, r.Explanation)
 	}
 
 	// Reload with the same config: nothing restarts, the last results stay.
 	tokens := sim.org.Requests(orgsim.EndpointToken)
+	perCheck := tokens / 2
 	if err := ag.Apply(sim.config(t, "", "a", "b")); err != nil {
 		t.Fatal(err)
-	}
-	time.Sleep(200 * time.Millisecond)
-	if got := sim.org.Requests(orgsim.EndpointToken); got != tokens {
-		t.Errorf("an unchanged reload re-ran checks: %d token requests, want %d", got, tokens)
 	}
 	if last := ag.Last(); last["a"] == nil || last["b"] == nil {
 		t.Fatalf("unchanged orgs lost their last result: %v", last)
@@ -162,16 +189,26 @@ func TestApplyRunsAddsRemovesAndKeepsState(t *testing.T) {
 	if err := ag.Apply(sim.config(t, "", "b|    labels: {team: x}", "c")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "changed and added orgs checked", func() bool { return rec.count("b") == 2 && rec.count("c") == 1 })
+	rec.wait(t, "changed and added orgs checked", func() bool { return rec.count("b") == 2 && rec.count("c") == 1 })
 	last := ag.Last()
 	if _, ok := last["a"]; ok {
 		t.Errorf("removed org still has state")
 	}
-	if got := rec.sets[len(rec.sets)-1]; !slices.Equal(got, []string{"b", "c"}) {
-		t.Errorf("observers were given %v, want [b c]", got)
+	if got := stateNames(ag); !slices.Equal(got, []string{"b", "c"}) {
+		t.Errorf("States lists %v, want [b c]", got)
 	}
 	if _, _, err := ag.ProbeOrg(context.Background(), "a", fresh); err == nil || !strings.Contains(err.Error(), "unknown org") {
 		t.Errorf("probe of removed org: %v", err)
+	}
+
+	// Stop waits for every run: had the unchanged reload re-run a and b,
+	// their logins would show now. Only b's and c's checks may have logged in.
+	stop()
+	if got, want := sim.org.Requests(orgsim.EndpointToken), tokens+2*perCheck; perCheck == 0 || got != want {
+		t.Errorf("%d token requests in all, want %d: the first checks, then only the changed and the added org's", got, want)
+	}
+	if a, b := rec.count("a"), rec.count("b"); a != 1 || b != 2 {
+		t.Errorf("results: a %d, b %d; want 1 and 2 (an unchanged reload runs nothing)", a, b)
 	}
 }
 
@@ -189,34 +226,44 @@ func TestApplyRefusesBadConfigAndKeepsRunning(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "every now and then") {
 		t.Fatalf("bad schedule accepted: %v", err)
 	}
-	if got := rec.sets; len(got) != 1 {
-		t.Fatalf("a refused config reached the observers: %v", got)
+	if got := stateNames(ag); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("a refused config changed the orgs: %v", got)
 	}
 	if _, _, err := ag.ProbeOrg(context.Background(), "a", fresh); err != nil {
 		t.Fatalf("running org lost after a refused reload: %v", err)
 	}
 }
 
+// a's check is held at the org until a has been removed; then it finishes,
+// and its result must not be published.
 func TestLateResultOfRemovedOrgIsDropped(t *testing.T) {
 	sim := newSimulated(t, "a", "b")
-	sim.org.SetFault(orgsim.EndpointToken, orgsim.Fault{Latency: 300 * time.Millisecond})
+	hold := make(chan struct{})
+	release := sync.OnceFunc(func() { close(hold) })
+	sim.org.SetFault(orgsim.EndpointToken, orgsim.Fault{Hold: hold})
 	rec := newRecorder()
-	ag := New(Options{Observers: []Observer{rec}, RunOnStart: true})
+	runs := newDoneCounter()
+	ag := New(Options{Observers: []Observer{rec}, RunOnStart: true, Instruments: runs})
 	ag.Start()
 	defer ag.Stop(context.Background())
+	defer release()
 	if err := ag.Apply(sim.config(t, "", "a", "b")); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond) // the checks are in flight
+	waitFor(t, "a's and b's checks to reach the org", func() bool { return sim.org.Requests(orgsim.EndpointToken) == 2 })
 	if err := ag.Apply(sim.config(t, "", "b")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "b's check", func() bool { return rec.count("b") == 1 })
-	time.Sleep(100 * time.Millisecond)
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	if rec.afterRemoval != 0 || len(rec.results["a"]) != 0 {
-		t.Fatalf("a removed org's late result was published (%d)", rec.afterRemoval)
+	release()
+	runs.wait(t, 2) // both checks finished: b's published, a's dropped
+	if n := rec.count("b"); n != 1 {
+		t.Fatalf("b, still configured, published %d results, want 1", n)
+	}
+	if got := stateNames(ag); !slices.Equal(got, []string{"b"}) {
+		t.Fatalf("States lists %v after a was removed, want [b]", got)
+	}
+	if n := rec.count("a"); n != 0 {
+		t.Fatalf("a removed org's late result was published (%d)", n)
 	}
 }
 
@@ -231,7 +278,7 @@ func TestConcurrencyIsBounded(t *testing.T) {
 	if err := ag.Apply(sim.config(t, "  max_concurrent_checks: 2", names...)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "all checks", func() bool {
+	rec.wait(t, "all checks", func() bool {
 		for _, n := range names {
 			if rec.count(n) == 0 {
 				return false
@@ -244,17 +291,40 @@ func TestConcurrencyIsBounded(t *testing.T) {
 	}
 }
 
+// a's check is held at the org while Stop begins: Stop must not return
+// before the check has finished and been published.
 func TestStopWaitsForRunningChecks(t *testing.T) {
 	sim := newSimulated(t, "a")
-	sim.org.SetFault(orgsim.EndpointToken, orgsim.Fault{Latency: 300 * time.Millisecond})
+	hold := make(chan struct{})
+	release := sync.OnceFunc(func() { close(hold) })
+	defer release()
+	sim.org.SetFault(orgsim.EndpointToken, orgsim.Fault{Hold: hold})
 	rec := newRecorder()
 	ag := New(Options{Observers: []Observer{rec}, RunOnStart: true})
 	ag.Start()
-	if err := ag.Apply(sim.config(t, "", "a")); err != nil {
+	cfg := sim.config(t, "", "a")
+	if err := ag.Apply(cfg); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
-	ag.Stop(context.Background())
+	waitFor(t, "a's check to reach the org", func() bool { return sim.org.Requests(orgsim.EndpointToken) == 1 })
+	stopped := make(chan struct{})
+	go func() {
+		ag.Stop(context.Background())
+		close(stopped)
+	}()
+	// Apply refuses once Stop has begun.
+	waitFor(t, "Stop to begin", func() bool { return errors.Is(ag.Apply(cfg), ErrStopped) })
+	select {
+	case <-stopped:
+		t.Fatal("Stop returned while a check was running")
+	default:
+	}
+	release()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop did not return within 10s of the check's release")
+	}
 	if rec.count("a") != 1 || rec.results["a"][0].Outcome != checks.OutcomeOK {
 		t.Fatalf("stop did not let the running check finish: %d results", rec.count("a"))
 	}
@@ -274,7 +344,7 @@ func TestShardsPartitionOrgs(t *testing.T) {
 		if err := ag.Apply(cfg); err != nil {
 			t.Fatal(err)
 		}
-		got := rec.sets[0]
+		got := stateNames(ag)
 		if len(got) == 0 || len(got) == 40 {
 			t.Errorf("shard %d owns %d of 40 orgs", shard, len(got))
 		}
@@ -374,26 +444,42 @@ func TestReloadCarriesTheRotatedRefreshToken(t *testing.T) {
 // lose a rotated token).
 func TestProbeOutlivingItsCallerRunsToTheEnd(t *testing.T) {
 	sim := newSimulated(t, "a")
-	sim.org.SetFault(orgsim.EndpointToken, orgsim.Fault{Latency: 300 * time.Millisecond})
+	// The check's login is held at the org until its caller has gone.
+	hold := make(chan struct{})
+	release := sync.OnceFunc(func() { close(hold) })
+	sim.org.SetFault(orgsim.EndpointToken, orgsim.Fault{Hold: hold, Remaining: 1})
 	rec := newRecorder()
 	ag := New(Options{Observers: []Observer{rec}})
 	defer ag.Stop(context.Background())
+	defer release()
 	if err := ag.Apply(sim.config(t, "", "a")); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	_, res, err := ag.ProbeOrg(ctx, "a", fresh)
-	if !errors.Is(err, ErrStillRunning) || res != nil {
-		t.Fatalf("probe past its caller's deadline: result %v, err %v; want no result and ErrStillRunning", res, err)
+	type answer struct {
+		res *checks.Result
+		err error
 	}
-	waitFor(t, "the probe's check to be published", func() bool { return rec.count("a") == 1 })
+	answered := make(chan answer, 1)
+	go func() {
+		_, res, err := ag.ProbeOrg(ctx, "a", fresh)
+		answered <- answer{res, err}
+	}()
+	waitFor(t, "the probe's login to reach the org", func() bool { return sim.org.Requests(orgsim.EndpointToken) == 1 })
+	cancel()
+	got := <-answered
+	if !errors.Is(got.err, ErrStillRunning) || got.res != nil {
+		t.Fatalf("probe whose caller went away: result %v, err %v; want no result and ErrStillRunning", got.res, got.err)
+	}
+	release()
+	rec.wait(t, "the probe's check to be published", func() bool { return rec.count("a") == 1 })
 	if got := ag.Last()["a"]; got == nil || got.Outcome != checks.OutcomeOK {
 		t.Fatalf("published result %v, want ok", got)
 	}
 	// The next probe within max_age answers that result without a login.
 	tokens := sim.org.Requests(orgsim.EndpointToken)
-	_, res, err = ag.ProbeOrg(context.Background(), "a", ProbeOptions{MaxAge: time.Hour})
+	_, res, err := ag.ProbeOrg(context.Background(), "a", ProbeOptions{MaxAge: time.Hour})
 	if err != nil || res == nil || res.Outcome != checks.OutcomeOK {
 		t.Fatalf("fresh probe: %v %v", res, err)
 	}

@@ -2,50 +2,32 @@ package agent
 
 import (
 	"fmt"
+	"net/url"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/tokenwatch/tokenwatch/checks"
 )
 
-// expiresSoonFix is the advice of TokenExpiresSoon.
-const expiresSoonFix = "A kept token is replaced by a new one at the first check after it dies, so this alone breaks " +
-	"nothing; if it keeps coming back, the token lives shorter than expected: check the session timeout (Salesforce: " +
-	"the connected app's Timeout Value and Setup > Session Settings) or the server's token lifetime. " +
-	"alerting.expires_soon_threshold: 0s turns this alert off."
-
-// primaryAlert is the alert a check's outcome belongs to; "" for ok.
+// primaryAlert is the alert a check's outcome belongs to; "" for ok. It
+// reads Alerts: the alert that names the outcome, else the alert of the
+// first step that failed (StepNone when none did).
 func primaryAlert(res *checks.Result) string {
-	switch res.Outcome {
-	case checks.OutcomeOK:
+	if res.Outcome == checks.OutcomeOK {
 		return ""
-	case checks.OutcomeIntrospectionNotPermitted, checks.OutcomeTokenInactive, checks.OutcomeTokenInvalidatedEarly:
-		return AlertIntrospectionInactive
-	case checks.OutcomeSignatureMismatch:
-		return AlertSignatureMismatch
-	case checks.OutcomeExpectationFailed:
-		return AlertExpectationFailed
-	case checks.OutcomeIntrospectionUnauthorized, checks.OutcomeIntrospectionError:
-		return AlertIntrospectionFailed
-	case checks.OutcomeClientRejected, checks.OutcomeGrantRejected, checks.OutcomeClockSkew, checks.OutcomeDiscoveryFailed:
-		return AlertAcquisitionFailed
-	case checks.OutcomeResourceRejected, checks.OutcomeRevokeFailed:
-		return AlertCheckFailing
 	}
-	// Transport, TLS, server and protocol failures: the step that failed decides.
-	for _, s := range res.Steps {
-		if s.Skipped || s.Outcome == checks.OutcomeOK {
-			continue
-		}
-		switch s.Step {
-		case checks.StepToken:
-			return AlertAcquisitionFailed
-		case checks.StepIntrospect:
-			return AlertIntrospectionFailed
-		default:
-			return AlertCheckFailing
+	for _, d := range Alerts {
+		if slices.Contains(d.Outcomes, res.Outcome) {
+			return d.Name
 		}
 	}
-	// Failed before any request: discovery, or building the token request.
+	step := res.FailedStep()
+	for _, d := range Alerts {
+		if slices.Contains(d.FailedSteps, step) {
+			return d.Name
+		}
+	}
 	return AlertAcquisitionFailed
 }
 
@@ -67,33 +49,20 @@ func introspectionSkipped(res *checks.Result) bool {
 // evaluate says what res tells about the alert name of org oa: bad, good,
 // or nothing (known false) when the check did not get far enough.
 func (a *alerter) evaluate(name string, oa *orgAlerts, res *checks.Result, now time.Time) verdict {
-	org := oa.info.Name
+	if name == AlertExpiresSoon {
+		return a.expiresSoon(oa, res, now)
+	}
+	d := Alert(name)
 	v := verdict{reason: res.Outcome, explanation: res.Explanation, fix: res.Fix}
 	v.bad = primaryAlert(res) == name
-	switch name {
-	case AlertIntrospectionInactive:
-		// Only an active answer, or introspection no longer run, clears it:
-		// a check that failed before introspection cannot tell.
-		v.known = v.bad || (res.Token.Active != nil && *res.Token.Active) || introspectionSkipped(res)
-		v.summary = fmt.Sprintf("Introspection says the token of org %s is inactive (%s)", org, res.Outcome)
-	case AlertAcquisitionFailed:
-		v.known = v.bad || stepOK(res, checks.StepToken)
-		v.summary = fmt.Sprintf("Org %s cannot obtain a token (%s)", org, res.Outcome)
-	case AlertIntrospectionFailed:
-		v.known = v.bad || stepOK(res, checks.StepIntrospect) || introspectionSkipped(res)
-		v.summary = fmt.Sprintf("Introspection for org %s fails (%s)", org, res.Outcome)
-	case AlertSignatureMismatch:
-		v.known = v.bad || stepOK(res, checks.StepToken)
-		v.summary = fmt.Sprintf("The token response of org %s carries a signature that does not match the client secret", org)
-	case AlertExpectationFailed:
-		// Expectations are checked once the token proved to work.
-		v.known = v.bad || res.Outcome == checks.OutcomeOK || res.Outcome == checks.OutcomeRevokeFailed
-		v.summary = fmt.Sprintf("The token of org %s breaks the org's expect: rules", org)
-	case AlertCheckFailing:
-		v.known = v.bad || res.Outcome == checks.OutcomeOK
-		v.summary = fmt.Sprintf("The check of org %s fails (%s)", org, res.Outcome)
-	case AlertExpiresSoon:
-		return a.expiresSoon(oa, res, now)
+	v.known = v.bad || d.Good == nil || d.Good(res)
+	v.summary = agentText(d.Summary, oa.info.Name, res.Outcome, "")
+	if v.fix == "" {
+		v.fix = agentText(d.Fix, oa.info.Name, res.Outcome, "")
+		if strings.Contains(v.fix, "{{") {
+			// A template only Prometheus can fill in (TokenIntrospectionInactive's).
+			v.fix = "Run tokenwatch diagnose --org " + oa.info.Name + " for the outcome and its fix."
+		}
 	}
 	return v
 }
@@ -106,20 +75,21 @@ func (a *alerter) expiresSoon(oa *orgAlerts, res *checks.Result, now time.Time) 
 		// Not watched (any more, after a reload): clears a left-over alert.
 		return verdict{known: true}
 	}
-	alive := res.Success() || res.Outcome == checks.OutcomeExpectationFailed || res.Outcome == checks.OutcomeRevokeFailed
+	alive := slices.Contains(expiresSoonAlive, res.Outcome)
 	exp := res.Token.Expiry
 	if !alive || exp.IsZero() {
 		return verdict{}
 	}
 	left := exp.Sub(now)
+	d := Alert(AlertExpiresSoon)
 	return verdict{
 		known:   true,
 		bad:     left < threshold,
 		reason:  res.Outcome,
-		summary: fmt.Sprintf("The token kept by org %s expires in %s", oa.info.Name, left.Round(time.Second)),
+		summary: agentText(d.Summary, oa.info.Name, res.Outcome, left.Round(time.Second).String()),
 		explanation: fmt.Sprintf("The kept token (token_mode reuse) expires at %s, in %s, less than expires_soon_threshold %s (exp from %s).",
 			exp.UTC().Format(time.RFC3339), left.Round(time.Second), threshold, res.Token.ExpirySource),
-		fix: expiresSoonFix,
+		fix: agentText(d.Fix, oa.info.Name, res.Outcome, left.Round(time.Second).String()),
 	}
 }
 
@@ -135,5 +105,24 @@ func (a *alerter) annotations(oa *orgAlerts, st *alertState) map[string]string {
 		"summary":     st.seen.summary,
 		"description": description,
 		"fix":         st.seen.fix,
+		"runbook_url": runbookURL(st.name),
 	}
+}
+
+// runbookURL is the runbook_url annotation of the named alert; "" for a
+// name no longer defined (an alert read back from an older store).
+func runbookURL(name string) string {
+	if d := Alert(name); d != nil {
+		return d.RunbookURL()
+	}
+	return ""
+}
+
+// GeneratorURL is the generatorURL of an org's alerts: the org's row on the
+// status page under externalURL (--web.external-url); "" without one.
+func GeneratorURL(externalURL, org string) string {
+	if externalURL == "" {
+		return ""
+	}
+	return strings.TrimRight(externalURL, "/") + "/#" + (&url.URL{Fragment: "org-" + org}).EscapedFragment()
 }

@@ -14,49 +14,6 @@ import (
 	"github.com/tokenwatch/tokenwatch/internal/alerting"
 )
 
-// The alerts the agent raises (the alertname label).
-const (
-	// AlertIntrospectionInactive: introspection answered inactive
-	// (introspection_not_permitted, token_inactive, token_invalidated_early).
-	AlertIntrospectionInactive = "TokenIntrospectionInactive"
-	// AlertAcquisitionFailed: no token could be obtained (the token step or discovery failed).
-	AlertAcquisitionFailed = "TokenAcquisitionFailed"
-	// AlertIntrospectionFailed: introspection itself failed (refused, unreachable, malformed).
-	AlertIntrospectionFailed = "IntrospectionFailed"
-	// AlertSignatureMismatch: the Salesforce token response signature does not match.
-	AlertSignatureMismatch = "TokenSignatureMismatch"
-	// AlertExpectationFailed: the token breaks the org's expect: rules.
-	AlertExpectationFailed = "TokenExpectationFailed"
-	// AlertExpiresSoon: a kept token (token_mode reuse) expires within expires_soon_threshold.
-	AlertExpiresSoon = "TokenExpiresSoon"
-	// AlertCheckFailing: any other failing outcome (the resource call or the
-	// revocation failed); an addition to the contract's names, so that no
-	// failing check goes unalerted.
-	AlertCheckFailing = "TokenCheckFailing"
-)
-
-// AlertNames lists every alert the agent raises.
-var AlertNames = []string{
-	AlertIntrospectionInactive, AlertAcquisitionFailed, AlertIntrospectionFailed,
-	AlertSignatureMismatch, AlertExpectationFailed, AlertExpiresSoon, AlertCheckFailing,
-}
-
-// Severities (the severity label).
-const (
-	SeverityCritical = "critical"
-	SeverityWarning  = "warning"
-)
-
-var alertSeverity = map[string]string{
-	AlertIntrospectionInactive: SeverityCritical,
-	AlertAcquisitionFailed:     SeverityCritical,
-	AlertSignatureMismatch:     SeverityCritical,
-	AlertIntrospectionFailed:   SeverityWarning,
-	AlertExpectationFailed:     SeverityWarning,
-	AlertExpiresSoon:           SeverityWarning,
-	AlertCheckFailing:          SeverityWarning,
-}
-
 // States of an alert, as AlertStatus names them.
 const (
 	// AlertPending: bad checks were seen, fewer than failure_threshold.
@@ -123,6 +80,9 @@ type alerter struct {
 	logger *slog.Logger
 	sender AlertSender
 	clock  func() time.Time
+	// externalURL is where tokenwatch is reachable (--web.external-url):
+	// alerts link to their org's row on its status page.
+	externalURL string
 	// store keeps each org's alert state across restarts (alertstate.go).
 	store *stateWriter
 
@@ -422,12 +382,13 @@ func (a *alerter) fireLocked(oa *orgAlerts, st *alertState, reason checks.Outcom
 	st.generation = a.generation
 	st.lastSent = now
 	st.alert = alerting.Alert{
-		Status:      alerting.StatusFiring,
-		Labels:      labels,
-		Annotations: a.annotations(oa, st),
-		StartsAt:    now,
-		EndsAt:      a.endsAt(oa, now),
-		Fingerprint: alerting.Fingerprint(labels),
+		Status:       alerting.StatusFiring,
+		Labels:       labels,
+		Annotations:  a.annotations(oa, st),
+		StartsAt:     now,
+		EndsAt:       a.endsAt(oa, now),
+		GeneratorURL: GeneratorURL(a.externalURL, oa.info.Name),
+		Fingerprint:  alerting.Fingerprint(labels),
 	}
 	a.logger.Info("alert raised", "org", oa.info.Name, "alertname", st.name, "reason", reason, "bad_checks", st.bad)
 	return a.message(oa, st)

@@ -16,6 +16,7 @@ import (
 	"github.com/tokenwatch/tokenwatch/configs"
 	"github.com/tokenwatch/tokenwatch/exporters/notify"
 	"github.com/tokenwatch/tokenwatch/internal/alerting"
+	"github.com/tokenwatch/tokenwatch/internal/fakeclock"
 	"github.com/tokenwatch/tokenwatch/internal/orgsim"
 )
 
@@ -70,34 +71,17 @@ func (s *sender) last() alerting.Message {
 	return s.msgs[len(s.msgs)-1]
 }
 
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 type alertHarness struct {
 	t     *testing.T
 	a     *alerter
 	s     *sender
-	clock *clock
+	clock *fakeclock.Clock
 	logs  *bytes.Buffer
 }
 
 func newAlertHarness(t *testing.T, cfg configs.Alerting, orgs ...configs.Org) *alertHarness {
 	t.Helper()
-	h := &alertHarness{t: t, s: &sender{}, clock: &clock{now: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}, logs: &bytes.Buffer{}}
+	h := &alertHarness{t: t, s: &sender{}, clock: fakeclock.New(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)), logs: &bytes.Buffer{}}
 	h.a = newAlerter(slog.New(slog.NewTextHandler(h.logs, nil)), h.s, h.clock.Now, nil)
 	if cfg.FailureThreshold == 0 {
 		cfg.FailureThreshold = 2
@@ -110,7 +94,7 @@ func newAlertHarness(t *testing.T, cfg configs.Alerting, orgs ...configs.Org) *a
 	}
 	h.a.configure(cfg)
 	if len(orgs) == 0 {
-		orgs = []configs.Org{{Name: "acme", TokenMode: "fresh", Labels: map[string]string{"team": "crm"}}}
+		orgs = []configs.Org{{Target: checks.Target{Name: "acme", TokenMode: "fresh", Labels: map[string]string{"team": "crm"}}}}
 	}
 	h.setOrgs(orgs...)
 	return h
@@ -315,8 +299,8 @@ func TestReasonChangeWhileFiring(t *testing.T) {
 }
 
 func TestAlertStateSurvivesReload(t *testing.T) {
-	acme := configs.Org{Name: "acme", TokenMode: "fresh", Labels: map[string]string{"team": "crm"}}
-	globex := configs.Org{Name: "globex", TokenMode: "fresh"}
+	acme := configs.Org{Target: checks.Target{Name: "acme", TokenMode: "fresh", Labels: map[string]string{"team": "crm"}}}
+	globex := configs.Org{Target: checks.Target{Name: "globex", TokenMode: "fresh"}}
 	h := newAlertHarness(t, configs.Alerting{FailureThreshold: 3}, acme, globex)
 	h.check(inactive(checks.OutcomeTokenInactive))
 	h.check(inactive(checks.OutcomeTokenInactive))
@@ -406,10 +390,10 @@ func TestResolveIsNeverLost(t *testing.T) {
 	r := notify.NewRouter(notify.RouterOptions{MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond})
 	defer r.Stop(context.Background())
 	r.Update([]notify.Destination{{Name: "am", Notifier: n, Resends: true}})
-	c := &clock{now: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	c := fakeclock.New(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
 	a := newAlerter(slog.New(slog.DiscardHandler), r, c.Now, nil)
 	a.configure(configs.Alerting{FailureThreshold: 1, SuccessThreshold: 1, ResendInterval: time.Minute})
-	a.setOrgs([]configs.Org{{Name: "acme"}}, map[string]checks.Info{"acme": {Name: "acme"}})
+	a.setOrgs([]configs.Org{{Target: checks.Target{Name: "acme"}}}, map[string]checks.Info{"acme": {Name: "acme"}})
 	a.observe("acme", inactive(checks.OutcomeTokenInactive))
 	a.observe("acme", healthy())
 	waitFor(t, "the resolve", func() bool {
@@ -447,7 +431,7 @@ func (f *flakyNotifier) delivered() []string {
 }
 
 func TestExpiresSoon(t *testing.T) {
-	reuse := configs.Org{Name: "acme", TokenMode: "reuse"}
+	reuse := configs.Org{Target: checks.Target{Name: "acme", TokenMode: "reuse"}}
 	h := newAlertHarness(t, configs.Alerting{FailureThreshold: 2, ExpiresSoonThreshold: 10 * time.Minute}, reuse)
 	soon := func() *checks.Result {
 		r := healthy()
@@ -660,7 +644,7 @@ func TestRaisedResendIntervalKeepsAlertValid(t *testing.T) {
 // intervals ahead, so a restarted tokenwatch has time to fire it again
 // before Alertmanager resolves it.
 func TestEndsAtCoversSlowSchedules(t *testing.T) {
-	slow := configs.Org{Name: "acme", TokenMode: "fresh", Schedule: "*/5 * * * *"}
+	slow := configs.Org{Target: checks.Target{Name: "acme", TokenMode: "fresh"}, Schedule: "*/5 * * * *"}
 	h := newAlertHarness(t, configs.Alerting{FailureThreshold: 1, ResendInterval: time.Minute}, slow)
 	h.s.accept = true
 	h.check(inactive(checks.OutcomeTokenInactive))

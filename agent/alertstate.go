@@ -144,6 +144,8 @@ func (a *alerter) resume() {
 				continue
 			}
 			st.alert.EndsAt = a.endsAt(oa, now)
+			// The link follows --web.external-url of this run.
+			st.alert.GeneratorURL = GeneratorURL(a.externalURL, org)
 			st.lastSent = now
 			m := a.message(oa, st)
 			m.Resend = st.accepted

@@ -29,15 +29,11 @@ func BenchmarkRound1000Orgs(b *testing.B) {
 		if err := ag.Apply(cfg); err != nil {
 			b.Fatal(err)
 		}
-		for {
+		rec.wait(b, "the round of checks", func() bool {
 			rec.mu.Lock()
-			done := len(rec.results) == n
-			rec.mu.Unlock()
-			if done {
-				break
-			}
-			runtime.Gosched()
-		}
+			defer rec.mu.Unlock()
+			return len(rec.results) == n
+		})
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "heap-B/org")

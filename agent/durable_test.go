@@ -16,6 +16,7 @@ import (
 	"github.com/tokenwatch/tokenwatch/checks"
 	"github.com/tokenwatch/tokenwatch/configs"
 	"github.com/tokenwatch/tokenwatch/internal/alerting"
+	"github.com/tokenwatch/tokenwatch/internal/fakeclock"
 	"github.com/tokenwatch/tokenwatch/internal/orgsim"
 	"github.com/tokenwatch/tokenwatch/internal/store"
 )
@@ -63,9 +64,13 @@ func openStore(t *testing.T, dir string) *store.Store {
 // one, and the next refresh kills the chain. One shared chain cannot.
 func TestReloadDuringRefreshKeepsTheChain(t *testing.T) {
 	sim := newRTSim(t)
-	sim.org.SetFault(orgsim.EndpointToken, orgsim.Fault{Latency: 400 * time.Millisecond})
+	// The refresh is held at the server until the reload is done.
+	hold := make(chan struct{})
+	release := sync.OnceFunc(func() { close(hold) })
+	sim.org.SetFault(orgsim.EndpointToken, orgsim.Fault{Hold: hold, Remaining: 1})
 	ag := New(Options{})
 	defer ag.Stop(context.Background())
+	defer release()
 	if err := ag.Apply(sim.config(t, "a", sim.token)); err != nil {
 		t.Fatal(err)
 	}
@@ -74,11 +79,12 @@ func TestReloadDuringRefreshKeepsTheChain(t *testing.T) {
 		_, res, _ := ag.ProbeOrg(context.Background(), "rt", fresh)
 		inflight <- res
 	}()
-	waitFor(t, "the refresh to be sent", func() bool { return sim.inflight.Load() > 0 })
+	waitFor(t, "the refresh to be sent", func() bool { return sim.org.Requests(orgsim.EndpointToken) == 1 })
 	// A label change rebuilds the checker while the refresh is at the server.
 	if err := ag.Apply(sim.config(t, "b", sim.token)); err != nil {
 		t.Fatal(err)
 	}
+	release()
 	if res := <-inflight; res == nil || res.Outcome != checks.OutcomeOK {
 		t.Fatalf("the refresh in flight: %v", res)
 	}
@@ -165,11 +171,7 @@ func TestRetiredRefreshTokenIsNamed(t *testing.T) {
 
 func mustTarget(t *testing.T, o configs.Org) checks.Target {
 	t.Helper()
-	tg, err := Target(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tg
+	return o.Target
 }
 
 // Ten minutes of a "@every 10s" schedule with a wrong password: the backoff
@@ -184,7 +186,7 @@ func TestWrongPasswordBacksOff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &clock{now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	c := fakeclock.New(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
 	s := &sender{accept: true}
 	rec := newRecorder()
 	ag := New(Options{Clock: c.Now, Alerts: s, Observers: []Observer{rec}})
@@ -316,16 +318,23 @@ func TestLoginBudget(t *testing.T) {
 
 // 1,000 concurrent probes of one slow org share one check: one login. A
 // second org scheduled every second keeps its schedule meanwhile, since
-// /probe checks have their own slots.
+// /probe checks have their own slots: the slow org's login is held at the
+// server until the scheduled org has run a check.
 func TestProbeFloodIsCoalescedAndLeavesTheSchedule(t *testing.T) {
 	sim := newSimulated(t, "slow", "steady")
 	var slowLogins atomic.Int32
+	hold := make(chan struct{})
+	release := sync.OnceFunc(func() { close(hold) })
 	h := sim.org.Handler()
 	sim.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		user, _, _ := r.BasicAuth()
 		if r.URL.Path == "/services/oauth2/token" && (r.FormValue("client_id") == "slow" || user == "slow") {
 			slowLogins.Add(1)
-			time.Sleep(time.Second)
+			select {
+			case <-hold:
+			case <-r.Context().Done():
+				return
+			}
 		}
 		h.ServeHTTP(w, r)
 	}))
@@ -338,11 +347,11 @@ func TestProbeFloodIsCoalescedAndLeavesTheSchedule(t *testing.T) {
 	}
 	ag.Start()
 	defer ag.Stop(context.Background())
+	defer release()
 	var wg sync.WaitGroup
 	var answered, noResult atomic.Int32
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	before := rec.count("steady")
 	for range 1000 {
 		wg.Go(func() {
 			_, res, err := ag.ProbeOrg(ctx, "slow", fresh)
@@ -354,6 +363,10 @@ func TestProbeFloodIsCoalescedAndLeavesTheSchedule(t *testing.T) {
 			}
 		})
 	}
+	waitFor(t, "the slow org's login to reach it", func() bool { return slowLogins.Load() >= 1 })
+	before := rec.count("steady")
+	rec.wait(t, "a scheduled check of steady while the slow login is held", func() bool { return rec.count("steady") > before })
+	release()
 	wg.Wait()
 	steady := rec.count("steady") - before
 	t.Logf("1000 probes: %d answered with a check, %d without a result; logins at the slow org: %d; steady org checks meanwhile: %d",
@@ -428,8 +441,15 @@ func TestRestartKeepsAlertsAndResults(t *testing.T) {
 		if last[org] == nil || !last[org].Loaded || last[org].Success() {
 			t.Fatalf("%s: last result after restart %+v, want the failed one, loaded", org, last[org])
 		}
-		if rec.count(org) != 1 {
-			t.Fatalf("%s: observers heard of %d results at start, want the loaded one", org, rec.count(org))
+		if rec.count(org) != 0 {
+			t.Fatalf("%s: observers heard of %d results at start, want none: a loaded result is no check", org, rec.count(org))
+		}
+		shown := false
+		for _, s := range ag.States() {
+			shown = shown || (s.Info.Name == org && s.Last == last[org])
+		}
+		if !shown {
+			t.Fatalf("%s: States does not show the loaded result", org)
 		}
 	}
 	// At start the firing alerts are re-sent under their first startsAt.
@@ -512,9 +532,13 @@ func TestStopLeavesNoGoroutine(t *testing.T) {
 // chain belongs to the configured refresh token, not to the org's settings.
 func TestReloadChangingTheOrgDuringRefreshKeepsTheChain(t *testing.T) {
 	sim := newRTSim(t)
-	sim.org.SetFault(orgsim.EndpointToken, orgsim.Fault{Latency: 400 * time.Millisecond})
+	// The refresh is held at the server until the reload is done.
+	hold := make(chan struct{})
+	release := sync.OnceFunc(func() { close(hold) })
+	sim.org.SetFault(orgsim.EndpointToken, orgsim.Fault{Hold: hold, Remaining: 1})
 	ag := New(Options{})
 	defer ag.Stop(context.Background())
+	defer release()
 	if err := ag.Apply(sim.config(t, "a", sim.token)); err != nil {
 		t.Fatal(err)
 	}
@@ -523,12 +547,13 @@ func TestReloadChangingTheOrgDuringRefreshKeepsTheChain(t *testing.T) {
 		_, res, _ := ag.ProbeOrg(context.Background(), "rt", fresh)
 		inflight <- res
 	}()
-	waitFor(t, "the refresh to be sent", func() bool { return sim.inflight.Load() > 0 })
+	waitFor(t, "the refresh to be sent", func() bool { return sim.org.Requests(orgsim.EndpointToken) == 1 })
 	changed := sim.config(t, "a", sim.token)
 	changed.Orgs[0].URL += "/"
 	if err := ag.Apply(changed); err != nil {
 		t.Fatal(err)
 	}
+	release()
 	if res := <-inflight; res == nil || res.Outcome != checks.OutcomeOK {
 		t.Fatalf("the refresh in flight: %v", res)
 	}

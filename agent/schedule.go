@@ -6,19 +6,18 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+	"github.com/tokenwatch/tokenwatch/configs"
 )
 
 // maxCronSpread bounds how far a cron-spec run is delayed, so "0 9 * * *"
 // still runs around nine.
 const maxCronSpread = time.Minute
 
-var parser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-
 // spreadSchedule parses spec and places the org's runs at a fixed offset
 // derived from its name, so a thousand orgs on "@every 1m" do not all fire
 // in the same second, and each org keeps its phase across restarts.
 func spreadSchedule(spec, org string) (cron.Schedule, error) {
-	s, err := parser.Parse(spec)
+	s, err := configs.ParseSchedule(spec)
 	if err != nil {
 		return nil, fmt.Errorf("schedule %q: %w", spec, err)
 	}
@@ -77,7 +76,7 @@ const intervalRuns = 8
 // its next few runs: how long the org may go without a check. 0 for a spec
 // that does not parse.
 func scheduleInterval(spec string) time.Duration {
-	s, err := parser.Parse(spec)
+	s, err := configs.ParseSchedule(spec)
 	if err != nil {
 		return 0
 	}

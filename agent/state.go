@@ -56,7 +56,7 @@ func loginDigest(o configs.Org) string {
 		}
 		return digest(string(der))
 	}
-	return digest(strings.Join([]string{o.URL, o.TokenURL, o.DiscoveryURL, o.Client.ID, o.Client.Secret.Reveal(),
+	return digest(strings.Join([]string{o.URL, o.Endpoints.Token, o.DiscoveryURL, o.Client.ID, o.Client.Secret.Reveal(),
 		o.Client.AuthMethod, keyDigest(o.Client.PrivateKey), o.Grant.Type, o.Grant.Username, o.Grant.Password.Reveal(),
 		keyDigest(o.Grant.PrivateKey), o.Grant.Audience, o.Grant.RefreshToken.Reveal(), o.Grant.Scope}, "\x00"))
 }

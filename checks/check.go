@@ -57,8 +57,15 @@ type keptToken struct {
 // Option configures a Checker.
 type Option func(*Checker)
 
-// WithHTTPClient replaces the org's HTTP client (tests; shared transports).
+// WithHTTPClient replaces the org's HTTP client (tests).
 func WithHTTPClient(c *http.Client) Option { return func(ch *Checker) { ch.client = c } }
+
+// WithTransport sends the org's requests over rt, e.g. one built from the
+// org's HTTP client settings (TLS, proxy); the checker keeps its own
+// redirect policy on top (see NewHTTPClient).
+func WithTransport(rt http.RoundTripper) Option {
+	return func(ch *Checker) { ch.client = NewHTTPClient(rt) }
+}
 
 // WithClock replaces time.Now for token facts and assertion times.
 func WithClock(now func() time.Time) Option { return func(ch *Checker) { ch.now = now } }
@@ -73,7 +80,7 @@ func NewChecker(t Target, opts ...Option) *Checker {
 		o(c)
 	}
 	if c.client == nil {
-		c.client = NewHTTPClient(t.TLS)
+		c.client = NewHTTPClient(nil)
 	}
 	if c.chain == nil {
 		c.chain = NewRefreshChain(t.Grant.RefreshToken, false, nil)

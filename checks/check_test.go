@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/tokenwatch/tokenwatch/checks"
+	"github.com/tokenwatch/tokenwatch/internal/e2etest"
+	"github.com/tokenwatch/tokenwatch/internal/fakeclock"
 	"github.com/tokenwatch/tokenwatch/internal/orgsim"
 )
 
@@ -31,28 +33,11 @@ const (
 	basicSecret  = "CANARY:odd+secret%/&="
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // world is one simulated org with an app for every grant.
 type world struct {
 	org   *orgsim.Org
 	key   *rsa.PrivateKey
-	clock *clock
+	clock *fakeclock.Clock
 	rt    string
 }
 
@@ -66,7 +51,7 @@ var testKey = sync.OnceValue(func() *rsa.PrivateKey {
 
 func newWorld(t testing.TB, opts orgsim.Options) *world {
 	t.Helper()
-	w := &world{key: testKey(), clock: &clock{t: time.Now().UTC().Truncate(time.Second)}}
+	w := &world{key: testKey(), clock: fakeclock.New(time.Now().UTC().Truncate(time.Second))}
 	opts.Clock = w.clock.Now
 	w.org = orgsim.New(opts)
 	w.org.AddUser(orgsim.User{Username: "user@example.com", Password: userPassword, SecurityToken: userSecToken})
@@ -469,7 +454,7 @@ func TestTransportFailures(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	w := &world{key: testKey(), clock: &clock{t: time.Now().UTC()}}
+	w := &world{key: testKey(), clock: fakeclock.New(time.Now().UTC())}
 	w.org = orgsim.New(orgsim.Options{Clock: w.clock.Now})
 	w.org.AddUser(orgsim.User{Username: "user@example.com", Password: userPassword})
 	w.org.AddApp(orgsim.App{ClientID: "cc-app", ClientSecret: ccSecret, RunAsUser: "user@example.com"})
@@ -486,8 +471,7 @@ func TestTLS(t *testing.T) {
 
 	pool := x509.NewCertPool()
 	pool.AddCert(w.org.Certificate())
-	tg.TLS = &tls.Config{RootCAs: pool}
-	res = w.check(t, tg)
+	res = w.check(t, tg, checks.WithTransport(&http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}))
 	if res.Outcome != checks.OutcomeOK {
 		t.Fatalf("trusted: outcome %s: %s", res.Outcome, res.Explanation)
 	}
@@ -878,16 +862,23 @@ func TestDiscoveryPointingElsewhereIsRefused(t *testing.T) {
 
 func TestWaitingForARunningCheckHonoursTheDeadline(t *testing.T) {
 	w := newWorld(t, orgsim.Options{})
-	w.org.SetFault(orgsim.EndpointToken, orgsim.Fault{Latency: 500 * time.Millisecond})
+	// The first check's token request waits at the org until the second
+	// check has given up.
+	hold := make(chan struct{})
+	w.org.SetFault(orgsim.EndpointToken, orgsim.Fault{Hold: hold, Remaining: 1})
 	c := checks.NewChecker(w.target("client_credentials"), checks.WithClock(w.clock.Now))
 	done := make(chan *checks.Result)
 	go func() { done <- c.Check(context.Background()) }()
-	time.Sleep(100 * time.Millisecond)
+	e2etest.WaitFor(t, 10*time.Second, "the first check's token request", func() bool {
+		return w.org.Requests(orgsim.EndpointToken) == 1
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	began := time.Now()
 	res := c.Check(ctx)
-	if waited := time.Since(began); waited > 300*time.Millisecond {
+	waited := time.Since(began)
+	close(hold)
+	if waited > 300*time.Millisecond {
 		t.Errorf("a check waited %s for the running one, past its own deadline", waited)
 	}
 	if res.Outcome != checks.OutcomeTimeout || !strings.Contains(res.Explanation, "still running") {

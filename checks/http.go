@@ -25,24 +25,19 @@ const MaxBodyBytes = 1 << 20
 
 const userAgent = "tokenwatch"
 
-// NewHTTPClient builds the keep-alive client one org uses for all its checks.
-// Redirects are never followed for requests that carry credentials in a body
-// (POST), and GET redirects are followed only to the same scheme and host, so
+// NewHTTPClient builds the client one org uses for all its checks over rt
+// (nil: a transport of its own, proxies from the environment). Redirects
+// are never followed for requests that carry credentials in a body (POST),
+// and GET redirects are followed only to the same scheme and host, so
 // credentials never reach another host.
-func NewHTTPClient(tlsConfig *tls.Config) *http.Client {
-	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:       tlsConfig,
-		TLSHandshakeTimeout:   10 * time.Second,
-		MaxIdleConns:          4,
-		MaxIdleConnsPerHost:   4,
-		IdleConnTimeout:       5 * time.Minute,
-		ExpectContinueTimeout: time.Second,
-		ForceAttemptHTTP2:     true,
+func NewHTTPClient(rt http.RoundTripper) *http.Client {
+	if rt == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 4
+		rt = tr
 	}
 	return &http.Client{
-		Transport: tr,
+		Transport: rt,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			first := via[0]
 			if first.Method != http.MethodGet || len(via) >= 3 ||
@@ -98,7 +93,7 @@ func (c *Checker) do(ctx context.Context, rq request) (*response, StepResult, er
 		sr.Outcome, sr.Detail = e.outcome, e.detail
 		return nil, sr, e
 	}
-	if rq.credentials && u.Scheme == "http" && !isLoopback(u.Hostname()) {
+	if rq.credentials && u.Scheme == "http" && !IsLoopback(u.Hostname()) {
 		e := classify(OutcomeInsecureEndpoint, "refused to send credentials over plain http to %s; use https", u.Host)
 		sr.Outcome, sr.Detail = e.outcome, e.detail
 		return nil, sr, e
@@ -303,7 +298,10 @@ func displayURL(raw string) string {
 	return u.String()
 }
 
-func isLoopback(host string) bool {
+// IsLoopback reports whether host is a loopback name or address: localhost,
+// a name under .localhost (RFC 6761), 127.0.0.0/8 or ::1. Plain http is
+// allowed only to these, since requests carry credentials.
+func IsLoopback(host string) bool {
 	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
 		return true
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tokenwatch/tokenwatch/checks"
+	"github.com/tokenwatch/tokenwatch/internal/fakeclock"
 )
 
 // shortLivedServer issues tokens that live three seconds on the test's clock,
@@ -18,7 +19,7 @@ import (
 // inactive and userinfo 401 once a token's exp has passed.
 type shortLivedServer struct {
 	*httptest.Server
-	clock *clock
+	clock *fakeclock.Clock
 	// tick, when set, moves the clock on after each introspection answer, so
 	// a token can expire between the introspect and probe steps of one check.
 	tick time.Duration
@@ -31,7 +32,7 @@ type shortLivedServer struct {
 
 const shortLifespan = 3 * time.Second
 
-func newShortLivedServer(t *testing.T, clk *clock, tick time.Duration) *shortLivedServer {
+func newShortLivedServer(t *testing.T, clk *fakeclock.Clock, tick time.Duration) *shortLivedServer {
 	t.Helper()
 	s := &shortLivedServer{clock: clk, tick: tick, exp: map[string]time.Time{}}
 	mux := http.NewServeMux()
@@ -105,7 +106,7 @@ func TestReuseReplacesAKeptTokenAtItsExp(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
+			clk := fakeclock.New(time.Now().UTC().Truncate(time.Second))
 			srv := newShortLivedServer(t, clk, 0)
 			tg := checks.Target{
 				Name: "short", Provider: checks.ProviderGeneric, Timeout: 2 * time.Second,

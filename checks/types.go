@@ -2,7 +2,6 @@ package checks
 
 import (
 	"crypto"
-	"crypto/tls"
 	"fmt"
 	"time"
 )
@@ -67,6 +66,12 @@ const (
 	ProbeNone     = "none"
 )
 
+// Token type hints of introspection (config `introspection.token_type_hint`).
+const (
+	HintAccessToken  = "access_token"
+	HintRefreshToken = "refresh_token"
+)
+
 // Client is an OAuth client: its id and how it authenticates.
 type Client struct {
 	ID         string
@@ -76,6 +81,9 @@ type Client struct {
 	PrivateKey crypto.Signer
 	// KeyID, when set, goes into the assertion's `kid` header.
 	KeyID string
+	// SecretFile and PrivateKeyFile say where Secret and PrivateKey were
+	// read from (absolute paths); empty when given inline.
+	SecretFile, PrivateKeyFile string
 }
 
 // Grant says how a token is obtained.
@@ -91,6 +99,9 @@ type Grant struct {
 	Audience     string
 	RefreshToken Secret
 	Scope        string
+	// PasswordFile, PrivateKeyFile and RefreshTokenFile say where those
+	// were read from (absolute paths); empty when given inline.
+	PasswordFile, PrivateKeyFile, RefreshTokenFile string
 }
 
 // Endpoints are explicit URLs; empty ones come from the provider preset or discovery.
@@ -132,10 +143,8 @@ type Target struct {
 	Probe           string
 	TokenMode       string
 	VerifySignature bool
-	// TLS is the client TLS configuration (CA, client certificate, server name); nil means defaults.
-	TLS    *tls.Config
-	Labels map[string]string
-	Expect Expectations
+	Labels          map[string]string
+	Expect          Expectations
 }
 
 // Info identifies an org to the exporters, without credentials.
@@ -272,6 +281,20 @@ type Result struct {
 
 // Success reports whether the check was healthy.
 func (r *Result) Success() bool { return r.Outcome == OutcomeOK }
+
+// FailedStep is the first step that ran and did not do its part; "" when
+// none did (a healthy check, or one that failed before any request or on
+// what the answers said, such as an expectation). It is the step label of
+// tokenwatch_check_outcome, and decides the alert of a failure that no
+// alert names by its outcome.
+func (r *Result) FailedStep() Step {
+	for _, s := range r.Steps {
+		if !s.Skipped && s.Outcome != "" && s.Outcome != OutcomeOK {
+			return s.Step
+		}
+	}
+	return ""
+}
 
 // Step returns the result of the named step, or nil when the check did not get that far.
 func (r *Result) Step(s Step) *StepResult {

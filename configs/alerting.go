@@ -5,6 +5,11 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	promconfig "github.com/prometheus/common/config"
+
+	"github.com/tokenwatch/tokenwatch/checks"
+	"github.com/tokenwatch/tokenwatch/internal/alerting"
 )
 
 // Defaults of the alerting section.
@@ -42,21 +47,10 @@ type Alerting struct {
 type Alertmanager struct {
 	// URL is the base URL; alerts go to URL + /api/v2/alerts.
 	URL string
-	// BasicAuth is used when its Username is set. A value, not a pointer,
-	// so that printing an Alertmanager with any verb shows <secret>.
-	BasicAuth BasicAuth
-	// BearerToken is sent as Authorization: Bearer; read from BearerTokenFile when that is set.
-	BearerToken     Secret
-	BearerTokenFile string
-	TLS             TLS
-	Timeout         time.Duration
-}
-
-// BasicAuth is HTTP basic authentication towards a destination.
-type BasicAuth struct {
-	Username     string
-	Password     Secret
-	PasswordFile string
+	// HTTPClient holds its basic_auth or bearer token, tls and proxy, as
+	// prometheus/common has them (password and token files are re-read).
+	HTTPClient promconfig.HTTPClientConfig
+	Timeout    time.Duration
 }
 
 // Webhook is an HTTP endpoint that receives alerts in the shape of
@@ -64,10 +58,12 @@ type BasicAuth struct {
 type Webhook struct {
 	URL string
 	// Secret keys the HMAC-SHA256 signature of the body; no signature when empty.
-	Secret       Secret
+	Secret       checks.Secret
 	SecretFile   string
 	SendResolved bool
-	Timeout      time.Duration
+	// HTTPClient holds its tls and proxy settings.
+	HTTPClient promconfig.HTTPClientConfig
+	Timeout    time.Duration
 }
 
 func (r *reader) alerting(s *section) Alerting {
@@ -148,43 +144,40 @@ func (r *reader) destinations(s *section, key string, read func(ds *section)) {
 	}
 }
 
-// destinationKey is the URL as destinations are told apart: scheme and host
-// in lower case, the scheme's default port dropped, no trailing slash. So
-// http://127.0.0.1:9093 and HTTP://127.0.0.1:9093/ are one destination.
+// destinationKey is the URL as destinations are told apart (see
+// alerting.NormalizeURL), so http://127.0.0.1:9093 and HTTP://127.0.0.1:9093/
+// are one destination.
 func destinationKey(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
 		return raw // reported by checkDestinationURL
 	}
-	u.Scheme = strings.ToLower(u.Scheme)
-	host, port := strings.ToLower(u.Hostname()), u.Port()
-	if (u.Scheme == "http" && port == "80") || (u.Scheme == "https" && port == "443") {
-		port = ""
-	}
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	if port != "" {
-		host += ":" + port
-	}
-	u.Host = host
-	u.Path = strings.TrimSuffix(u.Path, "/")
-	u.RawPath = strings.TrimSuffix(u.RawPath, "/")
-	return u.String()
+	return alerting.NormalizeURL(u)
 }
 
 func (r *reader) alertmanager(s *section) Alertmanager {
-	am := Alertmanager{URL: s.str("url"), Timeout: DefaultNotificationTimeout}
-	var hasBearer, hasBasic bool
-	am.BearerToken, am.BearerTokenFile, hasBearer = r.secret(s, "bearer_token", "bearer_token_file")
+	am := Alertmanager{URL: s.str("url"), Timeout: DefaultNotificationTimeout,
+		HTTPClient: promconfig.HTTPClientConfig{EnableHTTP2: true}}
+	token, tokenFile, hasBearer := r.secret(s, "bearer_token", "bearer_token_file")
+	if hasBearer {
+		am.HTTPClient.Authorization = &promconfig.Authorization{Type: "Bearer"}
+		if tokenFile != "" {
+			// Read again at every request, so a rotated token needs no reload.
+			am.HTTPClient.Authorization.CredentialsFile = tokenFile
+		} else {
+			am.HTTPClient.Authorization.Credentials = promconfig.Secret(token.Reveal())
+		}
+	}
+	hasBasic := false
 	if bs := s.sub("basic_auth"); bs.present {
-		am.BasicAuth = r.basicAuth(bs)
+		am.HTTPClient.BasicAuth = r.basicAuth(bs)
 		hasBasic = true
 		if hasBearer {
 			r.probs.add(s.key("bearer_token"), "set either basic_auth or bearer_token, not both (one Authorization header)")
 		}
 	}
-	am.TLS = r.tls(s.sub("tls"))
+	am.HTTPClient.TLSConfig = r.tlsConfig(s.sub("tls"))
+	am.HTTPClient.ProxyConfig = r.proxy(s)
 	am.Timeout = r.notificationTimeout(s)
 	s.done()
 	r.checkDestinationURL(s.key("url"), am.URL, hasBasic || hasBearer,
@@ -192,10 +185,14 @@ func (r *reader) alertmanager(s *section) Alertmanager {
 	return am
 }
 
-func (r *reader) basicAuth(s *section) BasicAuth {
-	b := BasicAuth{Username: s.str("username")}
-	var hasPassword bool
-	b.Password, b.PasswordFile, hasPassword = r.secret(s, "password", "password_file")
+func (r *reader) basicAuth(s *section) *promconfig.BasicAuth {
+	b := &promconfig.BasicAuth{Username: s.str("username")}
+	password, file, hasPassword := r.secret(s, "password", "password_file")
+	if file != "" {
+		b.PasswordFile = file
+	} else {
+		b.Password = promconfig.Secret(password.Reveal())
+	}
 	s.done()
 	if b.Username == "" {
 		r.probs.add(s.key("username"), "required with basic_auth")
@@ -207,11 +204,14 @@ func (r *reader) basicAuth(s *section) BasicAuth {
 }
 
 func (r *reader) webhook(s *section) Webhook {
-	wh := Webhook{URL: s.str("url"), SendResolved: true, Timeout: DefaultNotificationTimeout}
+	wh := Webhook{URL: s.str("url"), SendResolved: true, Timeout: DefaultNotificationTimeout,
+		HTTPClient: promconfig.HTTPClientConfig{EnableHTTP2: true}}
 	wh.Secret, wh.SecretFile, _ = r.secret(s, "secret", "secret_file")
 	if b, ok := s.boolean("send_resolved"); ok {
 		wh.SendResolved = b
 	}
+	wh.HTTPClient.TLSConfig = r.tlsConfig(s.sub("tls"))
+	wh.HTTPClient.ProxyConfig = r.proxy(s)
 	wh.Timeout = r.notificationTimeout(s)
 	s.done()
 	// The HMAC key itself never travels, only the signature: plain http
@@ -246,7 +246,7 @@ func (r *reader) checkDestinationURL(path, raw string, credentials bool, example
 	switch strings.ToLower(u.Scheme) {
 	case "https":
 	case "http":
-		if credentials && !isLoopback(u.Hostname()) {
+		if credentials && !checks.IsLoopback(u.Hostname()) {
 			r.probs.add(path, "plain http is allowed only to loopback hosts (localhost, 127.0.0.0/8, ::1) when basic_auth or a bearer token is sent; use https")
 		}
 	default:

@@ -1,12 +1,16 @@
 package configs
 
 import (
+	promconfig "github.com/prometheus/common/config"
+
 	"fmt"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokenwatch/tokenwatch/checks"
 )
 
 func TestAlertingDefaults(t *testing.T) {
@@ -34,11 +38,12 @@ alerting:
 		got, want any
 	}{
 		{"alertmanager timeout", am.Timeout, 10 * time.Second},
-		{"no basic auth", am.BasicAuth, BasicAuth{}},
-		{"no bearer token", am.BearerToken, Secret("")},
+		{"no basic auth", am.HTTPClient.BasicAuth, (*promconfig.BasicAuth)(nil)},
+		{"no bearer token", am.HTTPClient.Authorization, (*promconfig.Authorization)(nil)},
+		{"proxies from the environment", am.HTTPClient.ProxyFromEnvironment, true},
 		{"webhook send_resolved", wh.SendResolved, true},
 		{"webhook timeout", wh.Timeout, 10 * time.Second},
-		{"webhook unsigned", wh.Secret, Secret("")},
+		{"webhook unsigned", wh.Secret, checks.Secret("")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !reflect.DeepEqual(tc.got, tc.want) {
@@ -79,14 +84,14 @@ alerting:
 		{"resend_interval", a.ResendInterval, 30 * time.Second},
 		{"expires_soon_threshold off", a.ExpiresSoonThreshold, time.Duration(0)},
 		{"alertmanager url", a.Alertmanagers[0].URL, "https://am-1.example.com/alertmanager"},
-		{"basic auth username", a.Alertmanagers[0].BasicAuth.Username, "tokenwatch"},
-		{"basic auth password from env", a.Alertmanagers[0].BasicAuth.Password.Reveal(), "am-password"},
-		{"tls ca_file resolved", a.Alertmanagers[0].TLS.CAFile, filepath.Join(dir, "client.crt")},
-		{"tls server_name", a.Alertmanagers[0].TLS.ServerName, "am.internal"},
-		{"tls insecure_skip_verify", a.Alertmanagers[0].TLS.InsecureSkipVerify, true},
+		{"basic auth username", a.Alertmanagers[0].HTTPClient.BasicAuth.Username, "tokenwatch"},
+		{"basic auth password from env", string(a.Alertmanagers[0].HTTPClient.BasicAuth.Password), "am-password"},
+		{"tls ca_file resolved", a.Alertmanagers[0].HTTPClient.TLSConfig.CAFile, filepath.Join(dir, "client.crt")},
+		{"tls server_name", a.Alertmanagers[0].HTTPClient.TLSConfig.ServerName, "am.internal"},
+		{"tls insecure_skip_verify", a.Alertmanagers[0].HTTPClient.TLSConfig.InsecureSkipVerify, true},
 		{"alertmanager timeout", a.Alertmanagers[0].Timeout, 3 * time.Second},
-		{"bearer token from file", a.Alertmanagers[1].BearerToken.Reveal(), "fixture-client-secret"},
-		{"bearer token file resolved", a.Alertmanagers[1].BearerTokenFile, filepath.Join(dir, "client-secret.txt")},
+		{"bearer token", a.Alertmanagers[1].HTTPClient.Authorization.Type, "Bearer"},
+		{"bearer token file resolved, re-read at each request", a.Alertmanagers[1].HTTPClient.Authorization.CredentialsFile, filepath.Join(dir, "client-secret.txt")},
 		{"webhook over plain http (no credentials sent)", a.Webhooks[0].URL, "http://hooks.example.com/tokenwatch"},
 		{"webhook HMAC key from file", a.Webhooks[0].Secret.Reveal(), "fixture-client-secret"},
 		{"webhook send_resolved", a.Webhooks[0].SendResolved, false},

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+	"github.com/tokenwatch/tokenwatch/checks"
 )
 
 // LoginIdentity names who an org logs in as, for the login budget: the
@@ -24,7 +25,7 @@ func (o Org) LoginIdentity() string {
 }
 
 func loginHost(o Org) string {
-	for _, raw := range []string{o.TokenURL, o.URL, o.DiscoveryURL} {
+	for _, raw := range []string{o.Endpoints.Token, o.URL, o.DiscoveryURL} {
 		if u, err := url.Parse(raw); err == nil && u.Host != "" {
 			return strings.ToLower(u.Host)
 		}
@@ -43,7 +44,7 @@ func (c *Config) Warnings() []string {
 	}
 	uses := map[string]*use{}
 	for _, o := range c.Orgs {
-		if o.TokenMode == "reuse" {
+		if o.TokenMode == checks.TokenModeReuse {
 			continue
 		}
 		id := o.LoginIdentity()
@@ -72,7 +73,7 @@ func (c *Config) Warnings() []string {
 // runsPerHour counts a schedule's runs in the coming hour (0 for a spec that
 // does not parse: validation reports it).
 func runsPerHour(spec string) float64 {
-	s, err := cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor).Parse(spec)
+	s, err := ParseSchedule(spec)
 	if err != nil {
 		return 0
 	}

@@ -381,25 +381,6 @@ func TestPrivateKeys(t *testing.T) {
 	}
 }
 
-func TestSecretPrintsRedacted(t *testing.T) {
-	s := Secret("hunter2")
-	for _, format := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%d"} {
-		if got := fmt.Sprintf(format, s); got != "<secret>" {
-			t.Errorf("Sprintf(%q) = %q, want <secret>", format, got)
-		}
-	}
-	b, err := json.Marshal(struct{ S Secret }{s})
-	if err != nil || string(b) != `{"S":"\u003csecret\u003e"}` {
-		t.Errorf("json = %s, %v", b, err)
-	}
-	if got := fmt.Sprint(Secret("")); got != "" {
-		t.Errorf("empty secret prints %q, want nothing", got)
-	}
-	if s.Reveal() != "hunter2" {
-		t.Errorf("Reveal = %q", s.Reveal())
-	}
-}
-
 // No credential may reach an error or a printed Config: they end up in logs,
 // in check-config output and in bug reports.
 func TestSecretsNeverLeak(t *testing.T) {

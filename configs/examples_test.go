@@ -55,7 +55,7 @@ func exampleCases(t *testing.T) []exampleCase {
 			grants: []string{"client_credentials"},
 			check: func(t *testing.T, cfg *Config) {
 				a := cfg.Alerting
-				if len(a.Alertmanagers) != 3 || a.Alertmanagers[0].BasicAuth.Password.Reveal() != "am-password" ||
+				if len(a.Alertmanagers) != 3 || !strings.HasSuffix(a.Alertmanagers[0].HTTPClient.BasicAuth.PasswordFile, "secrets/alertmanager-password") ||
 					a.Alertmanagers[2].Timeout.Seconds() != 5 || a.FailureThreshold != 2 || a.ResendInterval.Minutes() != 1 {
 					t.Errorf("alerting = %v", a)
 				}
@@ -88,10 +88,10 @@ func exampleCases(t *testing.T) []exampleCase {
 			check: func(t *testing.T, cfg *Config) {
 				for i, o := range cfg.Orgs {
 					// Hydra's discovery names no introspection endpoint, and its admin endpoint takes no client auth.
-					if !strings.HasSuffix(o.IntrospectionURL, "/admin/oauth2/introspect") ||
+					if !strings.HasSuffix(o.Endpoints.Introspection, "/admin/oauth2/introspect") ||
 						o.Introspection.Client == nil || o.Introspection.Client.AuthMethod != "none" {
 						t.Errorf("orgs[%d]: introspection_url %q, introspection client %+v; want Hydra's admin endpoint with auth_method none",
-							i, o.IntrospectionURL, o.Introspection.Client)
+							i, o.Endpoints.Introspection, o.Introspection.Client)
 					}
 				}
 				if m := cfg.Orgs[1].Client.AuthMethod; m != "private_key_jwt" {
@@ -119,7 +119,7 @@ func exampleCases(t *testing.T) []exampleCase {
 				if ic := cfg.Orgs[0].Introspection.Client; ic == nil || ic.Secret.Reveal() != "introspector-secret" {
 					t.Errorf("orgs[0].introspection.client = %+v, want the resource server with its secret", ic)
 				}
-				if u := cfg.Orgs[1].IntrospectionURL; !strings.HasSuffix(u, "/protocol/openid-connect/token/introspect") {
+				if u := cfg.Orgs[1].Endpoints.Introspection; !strings.HasSuffix(u, "/protocol/openid-connect/token/introspect") {
 					t.Errorf("orgs[1].introspection_url = %q", u)
 				}
 			},

@@ -9,6 +9,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/http"
+
+	promconfig "github.com/prometheus/common/config"
 )
 
 // privateKey loads the key at file, recording a problem at path when it
@@ -68,43 +71,95 @@ func parsePrivateKey(data []byte) (crypto.Signer, error) {
 	}
 }
 
-// TLS is an org's client TLS settings. File paths are absolute after loading.
-type TLS struct {
-	CAFile     string
-	CertFile   string
-	KeyFile    string
-	ServerName string
-	// InsecureSkipVerify turns off certificate checks; for test servers only.
-	InsecureSkipVerify bool
-}
-
-// Build returns the client TLS configuration. It never returns a nil config
-// without an error, so callers need no special case for "nothing set".
-// A CA file replaces the system roots rather than adding to them, so an org
-// pinned to a private CA trusts nothing else.
-func (t TLS) Build() (*tls.Config, error) {
-	cfg := &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		ServerName:         t.ServerName,
-		InsecureSkipVerify: t.InsecureSkipVerify, //nolint:gosec // an explicit per-org opt-in
+// tlsConfig reads a tls: section (ca_file, cert_file, key_file,
+// server_name, insecure_skip_verify, min_version) into the TLS settings of
+// prometheus/common, which re-reads the files when they change, and checks
+// the files now so that a problem carries its field path. A CA file replaces
+// the system roots, so an org pinned to a private CA trusts nothing else.
+func (r *reader) tlsConfig(s *section) promconfig.TLSConfig {
+	t := promconfig.TLSConfig{
+		CAFile:     r.resolve(s.str("ca_file")),
+		CertFile:   r.resolve(s.str("cert_file")),
+		KeyFile:    r.resolve(s.str("key_file")),
+		ServerName: s.str("server_name"),
+		MinVersion: tls.VersionTLS12,
 	}
-	if t.CAFile != "" {
-		pool, err := loadCertPool(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls.ca_file: %w", err)
+	t.InsecureSkipVerify, _ = s.boolean("insecure_skip_verify")
+	if v := s.str("min_version"); v != "" {
+		if n, ok := promconfig.TLSVersions[v]; ok && n >= tls.VersionTLS12 {
+			t.MinVersion = n
+		} else {
+			r.probs.add(s.key("min_version"), "must be TLS12 or TLS13, got %q", v)
 		}
-		cfg.RootCAs = pool
+	}
+	s.done()
+
+	if t.CAFile != "" {
+		if _, err := loadCertPool(t.CAFile); err != nil {
+			r.probs.add(s.key("ca_file"), "%v", err)
+		}
 	}
 	if t.CertFile != "" || t.KeyFile != "" {
-		cert, field, err := loadKeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls.%s: %w", field, err)
+		if _, field, err := loadKeyPair(t.CertFile, t.KeyFile); err != nil {
+			r.probs.add(s.key(field), "%v", err)
 		}
-		cfg.Certificates = []tls.Certificate{cert}
 	}
-	return cfg, nil
+	return t
 }
 
+// orgHTTPClient reads how an org's endpoints are reached: tls and the
+// proxy settings of prometheus/common (proxy_url, no_proxy,
+// proxy_from_environment, proxy_connect_header). Without proxy_url, the
+// proxy comes from the environment (HTTPS_PROXY, NO_PROXY) unless
+// proxy_from_environment is false.
+func (r *reader) orgHTTPClient(s *section) promconfig.HTTPClientConfig {
+	c := promconfig.HTTPClientConfig{EnableHTTP2: true, TLSConfig: r.tlsConfig(s.sub("tls"))}
+	c.ProxyConfig = r.proxy(s)
+	return c
+}
+
+// proxy reads the proxy keys of a section that has them.
+func (r *reader) proxy(s *section) promconfig.ProxyConfig {
+	var p promconfig.ProxyConfig
+	fromEnv, fromEnvSet := s.boolean("proxy_from_environment")
+	if raw := s.str("proxy_url"); raw != "" {
+		if u := r.absoluteURL(s.key("proxy_url"), raw, "set proxy_connect_header", ", e.g. http://proxy.example.com:3128"); u != nil {
+			p.ProxyURL = promconfig.URL{URL: u}
+		}
+		if fromEnv {
+			r.probs.add(s.key("proxy_from_environment"), "set either proxy_url or proxy_from_environment, not both")
+		}
+	} else {
+		p.ProxyFromEnvironment = fromEnv || !fromEnvSet
+	}
+	p.NoProxy = s.str("no_proxy")
+	if p.NoProxy != "" && p.ProxyURL.URL == nil {
+		r.probs.add(s.key("no_proxy"), "needs proxy_url (with proxies from the environment, NO_PROXY says it)")
+	}
+	if hs := s.sub("proxy_connect_header"); hs.present {
+		p.ProxyConnectHeader = promconfig.ProxyHeader{}
+		for _, name := range hs.keys() {
+			for _, v := range hs.strings(name) {
+				p.ProxyConnectHeader[name] = append(p.ProxyConnectHeader[name], promconfig.Secret(v))
+			}
+		}
+		if p.ProxyURL.URL == nil {
+			r.probs.add(hs.path, "needs proxy_url")
+		}
+	}
+	return p
+}
+
+// Transport builds the round tripper of the org's requests from its HTTP
+// client settings (TLS files are re-read when they change); the checker
+// puts its redirect policy on top.
+func (o Org) Transport() (http.RoundTripper, error) {
+	rt, err := promconfig.NewRoundTripperFromConfig(o.HTTPClient, "tokenwatch-"+o.Name)
+	if err != nil {
+		return nil, fmt.Errorf("org %s: http client: %w", o.Name, err)
+	}
+	return rt, nil
+}
 func loadCertPool(file string) (*x509.CertPool, error) {
 	b, err := readFile(file)
 	if err != nil {
@@ -143,25 +198,78 @@ func loadKeyPair(certFile, keyFile string) (cert tls.Certificate, field string, 
 	return cert, "", nil
 }
 
-func (r *reader) tls(s *section) TLS {
-	t := TLS{
-		CAFile:     r.resolve(s.str("ca_file")),
-		CertFile:   r.resolve(s.str("cert_file")),
-		KeyFile:    r.resolve(s.str("key_file")),
-		ServerName: s.str("server_name"),
+// redactHTTP returns c with every secret value replaced, for printing:
+// prometheus/common's Secret hides itself in YAML and JSON, not with fmt.
+func redactHTTP(c promconfig.HTTPClientConfig) promconfig.HTTPClientConfig {
+	hide := func(s promconfig.Secret) promconfig.Secret {
+		if s == "" {
+			return ""
+		}
+		return "<secret>"
 	}
-	t.InsecureSkipVerify, _ = s.boolean("insecure_skip_verify")
-	s.done()
+	if c.BasicAuth != nil {
+		b := *c.BasicAuth
+		b.Password = hide(b.Password)
+		c.BasicAuth = &b
+	}
+	if c.Authorization != nil {
+		a := *c.Authorization
+		a.Credentials = hide(a.Credentials)
+		c.Authorization = &a
+	}
+	if c.OAuth2 != nil {
+		o := *c.OAuth2
+		o.ClientSecret = hide(o.ClientSecret)
+		o.ClientCertificateKey = hide(o.ClientCertificateKey)
+		c.OAuth2 = &o
+	}
+	c.BearerToken = hide(c.BearerToken)
+	c.TLSConfig.Key = hide(c.TLSConfig.Key)
+	if len(c.ProxyConnectHeader) > 0 {
+		h := promconfig.ProxyHeader{}
+		for name, vs := range c.ProxyConnectHeader {
+			for range vs {
+				h[name] = append(h[name], "<secret>")
+			}
+		}
+		c.ProxyConnectHeader = h
+	}
+	if c.HTTPHeaders != nil {
+		hs := promconfig.Headers{Headers: map[string]promconfig.Header{}}
+		for name, h := range c.HTTPHeaders.Headers {
+			secrets := make([]promconfig.Secret, len(h.Secrets))
+			for i, s := range h.Secrets {
+				secrets[i] = hide(s)
+			}
+			h.Secrets = secrets
+			hs.Headers[name] = h
+		}
+		c.HTTPHeaders = &hs
+	}
+	return c
+}
 
-	if t.CAFile != "" {
-		if _, err := loadCertPool(t.CAFile); err != nil {
-			r.probs.add(s.key("ca_file"), "%v", err)
-		}
-	}
-	if t.CertFile != "" || t.KeyFile != "" {
-		if _, field, err := loadKeyPair(t.CertFile, t.KeyFile); err != nil {
-			r.probs.add(s.key(field), "%v", err)
-		}
-	}
-	return t
+// Format prints the org with the secrets of its HTTP client settings
+// withheld (its client and grant withhold their own).
+func (o Org) Format(f fmt.State, verb rune) {
+	type org Org // drops the Format method so printing does not recurse
+	p := org(o)
+	p.HTTPClient = redactHTTP(o.HTTPClient)
+	fmt.Fprintf(f, fmt.FormatString(f, verb), p)
+}
+
+// Format prints the Alertmanager with its credentials withheld.
+func (a Alertmanager) Format(f fmt.State, verb rune) {
+	type alertmanager Alertmanager
+	p := alertmanager(a)
+	p.HTTPClient = redactHTTP(a.HTTPClient)
+	fmt.Fprintf(f, fmt.FormatString(f, verb), p)
+}
+
+// Format prints the webhook with its credentials withheld.
+func (w Webhook) Format(f fmt.State, verb rune) {
+	type webhook Webhook
+	p := webhook(w)
+	p.HTTPClient = redactHTTP(w.HTTPClient)
+	fmt.Fprintf(f, fmt.FormatString(f, verb), p)
 }

@@ -4,72 +4,51 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"strings"
 	"time"
 
+	promconfig "github.com/prometheus/common/config"
 	"github.com/robfig/cron/v3"
+
+	"github.com/tokenwatch/tokenwatch/checks"
 )
 
-// Values of the enumerated settings. They mirror the constants of package
-// checks, which configs must not import.
-const (
-	providerSalesforce = "salesforce"
-	providerGeneric    = "generic"
-
-	grantPassword          = "password"
-	grantClientCredentials = "client_credentials"
-	grantJWTBearer         = "jwt_bearer"
-	grantRefreshToken      = "refresh_token"
-
-	authClientSecretBasic = "client_secret_basic"
-	authClientSecretPost  = "client_secret_post"
-	authPrivateKeyJWT     = "private_key_jwt"
-	authTLSClientAuth     = "tls_client_auth"
-	authNone              = "none"
-
-	tokenModeFresh = "fresh"
-	tokenModeReuse = "reuse"
-
-	probeUserinfo = "userinfo"
-	probeNone     = "none"
-
-	hintAccessToken  = "access_token"
-	hintRefreshToken = "refresh_token"
-
-	// DefaultSalesforceAudience is the jwt_bearer aud of production orgs;
-	// sandboxes set https://test.salesforce.com.
-	DefaultSalesforceAudience = "https://login.salesforce.com"
-)
+// DefaultSalesforceAudience is the jwt_bearer aud of production orgs;
+// sandboxes set https://test.salesforce.com.
+const DefaultSalesforceAudience = "https://login.salesforce.com"
 
 func (r *reader) org(s *section, index int, g Global, firstIndex map[string]int) Org {
 	o := Org{
-		Name:             s.str("name"),
-		Provider:         s.str("provider"),
-		URL:              s.str("url"),
-		DiscoveryURL:     s.str("discovery_url"),
-		TokenURL:         s.str("token_url"),
-		IntrospectionURL: s.str("introspection_url"),
-		RevocationURL:    s.str("revocation_url"),
-		UserinfoURL:      s.str("userinfo_url"),
-		Schedule:         s.str("schedule"),
-		Probe:            s.str("probe"),
-		TokenMode:        s.str("token_mode"),
+		Target: checks.Target{
+			Name:         s.str("name"),
+			Provider:     s.str("provider"),
+			URL:          s.str("url"),
+			DiscoveryURL: s.str("discovery_url"),
+			Endpoints: checks.Endpoints{
+				Token:         s.str("token_url"),
+				Introspection: s.str("introspection_url"),
+				Revocation:    s.str("revocation_url"),
+				Userinfo:      s.str("userinfo_url"),
+			},
+			Probe:     s.str("probe"),
+			TokenMode: s.str("token_mode"),
+		},
+		Schedule: s.str("schedule"),
 	}
 	r.checkName(s, index, o.Name, firstIndex)
 
 	if o.Provider == "" && !r.probs.has(s.key("provider")) {
-		o.Provider = providerSalesforce
+		o.Provider = checks.ProviderSalesforce
 	}
 	switch o.Provider {
-	case providerSalesforce:
+	case checks.ProviderSalesforce:
 		if o.URL == "" {
 			r.probs.add(s.key("url"), "required for provider salesforce (the My Domain base URL, e.g. https://acme.my.salesforce.com)")
 		}
-	case providerGeneric:
-		if o.DiscoveryURL == "" && o.TokenURL == "" {
+	case checks.ProviderGeneric:
+		if o.DiscoveryURL == "" && o.Endpoints.Token == "" {
 			r.probs.add(s.key("discovery_url"), "required for provider generic unless token_url is set "+
 				"(the RFC 8414 or OpenID discovery document, e.g. https://idp.example.com/.well-known/openid-configuration)")
 		}
@@ -77,8 +56,8 @@ func (r *reader) org(s *section, index int, g Global, firstIndex map[string]int)
 		r.probs.add(s.key("provider"), "unknown provider %q (one of salesforce, generic)", o.Provider)
 	}
 	for _, u := range []struct{ key, value string }{
-		{"url", o.URL}, {"discovery_url", o.DiscoveryURL}, {"token_url", o.TokenURL},
-		{"introspection_url", o.IntrospectionURL}, {"revocation_url", o.RevocationURL}, {"userinfo_url", o.UserinfoURL},
+		{"url", o.URL}, {"discovery_url", o.DiscoveryURL}, {"token_url", o.Endpoints.Token},
+		{"introspection_url", o.Endpoints.Introspection}, {"revocation_url", o.Endpoints.Revocation}, {"userinfo_url", o.Endpoints.Userinfo},
 	} {
 		if u.value != "" {
 			r.checkURL(s.key(u.key), u.value)
@@ -96,17 +75,18 @@ func (r *reader) org(s *section, index int, g Global, firstIndex map[string]int)
 		checkTimeout(&r.probs, s.key("timeout"), d)
 	}
 
-	// TLS first: tls_client_auth needs to know whether a certificate is set.
-	o.TLS = r.tls(s.sub("tls"))
+	// The HTTP client first: tls_client_auth needs to know whether a
+	// certificate is set.
+	o.HTTPClient = r.orgHTTPClient(s)
 	grantType := s.sub("grant").str("type")
-	o.Client = r.client(s.sub("client"), o.Provider, grantType, o.TLS)
+	o.Client = r.client(s.sub("client"), o.Provider, grantType, o.HTTPClient.TLSConfig)
 	o.Grant = r.grant(s.sub("grant"), o.Provider)
-	o.Introspection = r.introspection(s.sub("introspection"), o.Provider, o.TLS)
+	o.Introspection = r.introspection(s.sub("introspection"), o.Provider, o.HTTPClient.TLSConfig)
 
 	switch o.Probe {
 	case "":
-		o.Probe = probeUserinfo
-	case probeUserinfo, probeNone:
+		o.Probe = checks.ProbeUserinfo
+	case checks.ProbeUserinfo, checks.ProbeNone:
 	default:
 		if strings.Contains(o.Probe, "://") {
 			r.checkURL(s.key("probe"), o.Probe)
@@ -117,8 +97,8 @@ func (r *reader) org(s *section, index int, g Global, firstIndex map[string]int)
 
 	switch o.TokenMode {
 	case "":
-		o.TokenMode = tokenModeFresh
-	case tokenModeFresh, tokenModeReuse:
+		o.TokenMode = checks.TokenModeFresh
+	case checks.TokenModeFresh, checks.TokenModeReuse:
 	default:
 		r.probs.add(s.key("token_mode"), "unknown mode %q (one of fresh, reuse)", o.TokenMode)
 	}
@@ -168,7 +148,7 @@ func (r *reader) checkURL(path, raw string) {
 	switch strings.ToLower(u.Scheme) {
 	case "https":
 	case "http":
-		if !isLoopback(u.Hostname()) {
+		if !checks.IsLoopback(u.Hostname()) {
 			r.probs.add(path, "plain http is allowed only to loopback hosts (localhost, 127.0.0.0/8, ::1) because credentials are sent; use https")
 		}
 	default:
@@ -201,19 +181,17 @@ func (r *reader) absoluteURL(path, raw, where, hint string) *url.URL {
 	return u
 }
 
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+// scheduleParser is the one cron parser setup: five fields, descriptors
+// such as @hourly and @every, and a CRON_TZ= or TZ= prefix.
+var scheduleParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
-// checkSchedule accepts what the agent's cron parser accepts: five fields,
-// descriptors such as @hourly and @every, and a CRON_TZ= or TZ= prefix.
+// ParseSchedule parses a schedule as the agent runs it; validation uses it
+// too, so what loads is what runs.
+func ParseSchedule(spec string) (cron.Schedule, error) { return scheduleParser.Parse(spec) }
+
+// checkSchedule accepts what ParseSchedule accepts, but @every below 1s.
 func (r *reader) checkSchedule(path, spec string) {
-	parser := cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-	if _, err := parser.Parse(spec); err != nil {
+	if _, err := ParseSchedule(spec); err != nil {
 		r.probs.add(path, "invalid schedule %q: %v (e.g. \"@every 1m\" or \"*/5 * * * *\")", spec, err)
 		return
 	}
@@ -239,7 +217,7 @@ func checkTimeout(probs *problems, path string, d time.Duration) {
 // secret reads a credential given inline, as ${NAME} from the environment,
 // or from fileKey. set reports whether the user configured one at all, even
 // when it failed to resolve, so no second "required" problem follows.
-func (r *reader) secret(s *section, key, fileKey string) (value Secret, file string, set bool) {
+func (r *reader) secret(s *section, key, fileKey string) (value checks.Secret, file string, set bool) {
 	inline := s.str(key)
 	file = r.resolve(s.str(fileKey))
 	set = inline != "" || file != "" || r.probs.has(s.key(key)) || r.probs.has(s.key(fileKey))
@@ -250,7 +228,7 @@ func (r *reader) secret(s *section, key, fileKey string) (value Secret, file str
 		name, isRef, ok := envReference(inline)
 		switch {
 		case !isRef:
-			value = Secret(inline)
+			value = checks.Secret(inline)
 		case !ok:
 			r.probs.add(s.key(key), "${...} must name an environment variable made of letters, digits and _")
 		default:
@@ -261,7 +239,7 @@ func (r *reader) secret(s *section, key, fileKey string) (value Secret, file str
 			case v == "":
 				r.probs.add(s.key(key), "environment variable %s is empty", name)
 			default:
-				value = Secret(v)
+				value = checks.Secret(v)
 			}
 		}
 	case file != "":
@@ -293,7 +271,7 @@ func validIdentifier(s string) bool {
 	return s != ""
 }
 
-func (r *reader) readSecretFile(path, file string) Secret {
+func (r *reader) readSecretFile(path, file string) checks.Secret {
 	b, err := readFile(file)
 	if err != nil {
 		r.probs.add(path, "%v", err)
@@ -309,11 +287,11 @@ func (r *reader) readSecretFile(path, file string) Secret {
 	if v == "" {
 		r.probs.add(path, "file %s is empty", file)
 	}
-	return Secret(v)
+	return checks.Secret(v)
 }
 
-func (r *reader) client(s *section, provider, grantType string, t TLS) Client {
-	c := Client{
+func (r *reader) client(s *section, provider, grantType string, t promconfig.TLSConfig) checks.Client {
+	c := checks.Client{
 		ID:         s.str("id"),
 		AuthMethod: s.str("auth_method"),
 		KeyID:      s.str("key_id"),
@@ -333,19 +311,19 @@ func (r *reader) client(s *section, provider, grantType string, t TLS) Client {
 		c.AuthMethod = defaultAuthMethod(provider, grantType, hasSecret, c.PrivateKeyFile != "")
 	}
 	switch c.AuthMethod {
-	case authClientSecretBasic, authClientSecretPost:
+	case checks.AuthClientSecretBasic, checks.AuthClientSecretPost:
 		if !hasSecret {
 			r.probs.add(s.key("secret"), "required for auth_method %s (set secret, secret: ${ENV_VAR} or secret_file)", c.AuthMethod)
 		}
-	case authPrivateKeyJWT:
+	case checks.AuthPrivateKeyJWT:
 		if c.PrivateKeyFile == "" {
 			r.probs.add(s.key("private_key_file"), "required for auth_method private_key_jwt (a PEM RSA or EC private key)")
 		}
-	case authTLSClientAuth:
-		if t.CertFile == "" || t.KeyFile == "" {
+	case checks.AuthTLSClientAuth:
+		if (t.CertFile == "" && t.Cert == "") || (t.KeyFile == "" && t.Key == "") {
 			r.probs.add(s.key("auth_method"), "tls_client_auth needs the org's tls.cert_file and tls.key_file (the client certificate)")
 		}
-	case authNone:
+	case checks.AuthNone:
 	default:
 		r.probs.add(s.key("auth_method"), "unknown method %q (one of client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth, none)", c.AuthMethod)
 	}
@@ -360,18 +338,18 @@ func (r *reader) client(s *section, provider, grantType string, t TLS) Client {
 func defaultAuthMethod(provider, grantType string, hasSecret, hasKey bool) string {
 	switch {
 	case hasKey && !hasSecret:
-		return authPrivateKeyJWT
-	case grantType == grantJWTBearer && !hasSecret:
-		return authNone
-	case provider == providerSalesforce:
-		return authClientSecretPost
+		return checks.AuthPrivateKeyJWT
+	case grantType == checks.GrantJWTBearer && !hasSecret:
+		return checks.AuthNone
+	case provider == checks.ProviderSalesforce:
+		return checks.AuthClientSecretPost
 	default:
-		return authClientSecretBasic
+		return checks.AuthClientSecretBasic
 	}
 }
 
-func (r *reader) grant(s *section, provider string) Grant {
-	g := Grant{
+func (r *reader) grant(s *section, provider string) checks.Grant {
+	g := checks.Grant{
 		Type:     s.str("type"),
 		Username: s.str("username"),
 		KeyID:    s.str("key_id"),
@@ -390,7 +368,7 @@ func (r *reader) grant(s *section, provider string) Grant {
 	switch g.Type {
 	case "":
 		r.probs.add(s.key("type"), "required (one of password, client_credentials, jwt_bearer, refresh_token)")
-	case grantPassword:
+	case checks.GrantPassword:
 		if g.Username == "" {
 			r.probs.add(s.key("username"), "required for grant type password")
 		}
@@ -398,15 +376,15 @@ func (r *reader) grant(s *section, provider string) Grant {
 			r.probs.add(s.key("password"), "required for grant type password (set password, password: ${ENV_VAR} or password_file; "+
 				"for Salesforce, the password followed by the security token)")
 		}
-	case grantClientCredentials:
-	case grantJWTBearer:
+	case checks.GrantClientCredentials:
+	case checks.GrantJWTBearer:
 		if g.Username == "" {
 			r.probs.add(s.key("username"), "required for grant type jwt_bearer (the user the token is issued for)")
 		}
 		if g.PrivateKeyFile == "" {
 			r.probs.add(s.key("private_key_file"), "required for grant type jwt_bearer (the PEM private key whose certificate the server trusts)")
 		}
-		if provider == providerSalesforce {
+		if provider == checks.ProviderSalesforce {
 			if g.Audience == "" {
 				g.Audience = DefaultSalesforceAudience
 			}
@@ -414,7 +392,7 @@ func (r *reader) grant(s *section, provider string) Grant {
 				r.probs.add(s.key("private_key_file"), "Salesforce accepts only RS256 assertions; use an RSA key")
 			}
 		}
-	case grantRefreshToken:
+	case checks.GrantRefreshToken:
 		if !hasRefreshToken {
 			r.probs.add(s.key("refresh_token"), "required for grant type refresh_token (set refresh_token, refresh_token: ${ENV_VAR} or refresh_token_file)")
 		}
@@ -424,8 +402,8 @@ func (r *reader) grant(s *section, provider string) Grant {
 	return g
 }
 
-func (r *reader) introspection(s *section, provider string, t TLS) Introspection {
-	in := Introspection{TokenTypeHint: s.str("token_type_hint")}
+func (r *reader) introspection(s *section, provider string, t promconfig.TLSConfig) checks.Introspection {
+	in := checks.Introspection{TokenTypeHint: s.str("token_type_hint")}
 	if cs := s.sub("client"); cs.present {
 		c := r.client(cs, provider, "", t)
 		in.Client = &c
@@ -433,8 +411,8 @@ func (r *reader) introspection(s *section, provider string, t TLS) Introspection
 	s.done()
 	switch in.TokenTypeHint {
 	case "":
-		in.TokenTypeHint = hintAccessToken
-	case hintAccessToken, hintRefreshToken:
+		in.TokenTypeHint = checks.HintAccessToken
+	case checks.HintAccessToken, checks.HintRefreshToken:
 	default:
 		r.probs.add(s.key("token_type_hint"), "must be access_token or refresh_token, got %q", in.TokenTypeHint)
 	}
@@ -450,8 +428,8 @@ func (r *reader) verifySignature(s *section, o Org) bool {
 		!r.probs.has(s.key("client.secret")) && !r.probs.has(s.key("client.secret_file"))
 	switch {
 	case !set:
-		return o.Provider == providerSalesforce && o.Client.Secret != ""
-	case want && o.Provider == providerGeneric:
+		return o.Provider == checks.ProviderSalesforce && o.Client.Secret != ""
+	case want && o.Provider == checks.ProviderGeneric:
 		r.probs.add(s.key("verify_signature"), "only provider salesforce signs token responses; remove verify_signature or set it to false")
 	case want && noSecret:
 		r.probs.add(s.key("verify_signature"), "needs client.secret (Salesforce signs token responses with it); set the secret or verify_signature: false")
@@ -492,8 +470,8 @@ func reservedLabel(name string) bool {
 	return false
 }
 
-func (r *reader) expect(s *section) Expect {
-	e := Expect{
+func (r *reader) expect(s *section) checks.Expectations {
+	e := checks.Expectations{
 		ScopeIncludes: s.strings("scope_includes"),
 		Username:      s.str("username"),
 		ClientID:      s.str("client_id"),

@@ -2,9 +2,10 @@
 // systemd unit and the Kubernetes manifests. None of them can run here (no
 // container engine, no cluster, no systemd as init), so the tests check what
 // a user would trip over: the image's user, port and entrypoint, the binary
-// its build command makes, the unit with systemd-analyze when present, and
-// that the manifests' ports, probes, mounts, shards and labels fit together
-// and fit tokenwatch's configuration.
+// its build command makes, the unit with systemd-analyze (the one subtest
+// that skips without it, and fails without it under CI=true), and that the
+// manifests' ports, probes, mounts, shards and labels fit together and fit
+// tokenwatch's configuration.
 package deploy
 
 import (
@@ -21,12 +22,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tokenwatch/tokenwatch/configs"
+	"github.com/tokenwatch/tokenwatch/internal/e2etest"
 )
 
 const (
@@ -36,12 +37,6 @@ const (
 	// read-only or throwaway in all of them.
 	stateDir = "/var/lib/tokenwatch"
 )
-
-var built struct {
-	once sync.Once
-	path string
-	err  error
-}
 
 // instruction is one Dockerfile instruction, continuation lines joined.
 type instruction struct {
@@ -258,26 +253,6 @@ func nonRoot(users []string) bool {
 	return user != "" && user != "root" && user != "0"
 }
 
-// tokenwatchBinary builds the command once, for the unit's ExecStart.
-func tokenwatchBinary(t *testing.T) string {
-	t.Helper()
-	built.once.Do(func() {
-		dir, err := os.MkdirTemp("", "tokenwatch-deploy-")
-		if err != nil {
-			built.err = err
-			return
-		}
-		built.path = filepath.Join(dir, "tokenwatch")
-		if out, err := exec.Command("go", "build", "-o", built.path, "github.com/tokenwatch/tokenwatch/cmd/tokenwatch").CombinedOutput(); err != nil {
-			built.err = errors.New(string(out))
-		}
-	})
-	if built.err != nil {
-		t.Fatalf("go build: %v", built.err)
-	}
-	return built.path
-}
-
 // unit is a systemd unit file: section -> key -> values in order.
 type unit map[string]map[string][]string
 
@@ -360,32 +335,31 @@ func TestSystemdUnit(t *testing.T) {
 		}
 	})
 
-	analyze, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		t.Log("systemd-analyze is not installed: the unit was only parsed")
-		return
-	}
-	// verify insists that ExecStart's program exists: point it at a build.
-	dir := t.TempDir()
-	path := filepath.Join(dir, "tokenwatch.service")
-	body := strings.ReplaceAll(string(raw), "/usr/local/bin/tokenwatch", tokenwatchBinary(t))
-	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Run("systemd-analyze verify", func(t *testing.T) {
-		// It exits 0 on unknown keys and bad values too, so any word it says fails.
-		out, err := exec.Command(analyze, "verify", path).CombinedOutput()
-		if err != nil || len(bytes.TrimSpace(out)) > 0 {
-			t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	// Without systemd-analyze only these skip (or fail under CI=true).
+	t.Run("systemd-analyze", func(t *testing.T) {
+		analyze := e2etest.Tool(t, "systemd-analyze", "systemd")
+		// verify insists that ExecStart's program exists: point it at a build.
+		dir := t.TempDir()
+		path := filepath.Join(dir, "tokenwatch.service")
+		body := strings.ReplaceAll(string(raw), "/usr/local/bin/tokenwatch", e2etest.Tokenwatch(t))
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
 		}
-	})
-	t.Run("systemd-analyze security rates it OK", func(t *testing.T) {
-		// Exposure 0 (locked down) to 10 (unprotected), given times ten;
-		// up to 2.0 systemd calls OK.
-		out, err := exec.Command(analyze, "security", "--offline=yes", "--threshold=20", path).CombinedOutput()
-		if err != nil {
-			t.Errorf("systemd-analyze security: %v\n%s", err, out)
-		}
+		t.Run("verify", func(t *testing.T) {
+			// It exits 0 on unknown keys and bad values too, so any word it says fails.
+			out, err := exec.Command(analyze, "verify", path).CombinedOutput()
+			if err != nil || len(bytes.TrimSpace(out)) > 0 {
+				t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+			}
+		})
+		t.Run("security rates it OK", func(t *testing.T) {
+			// Exposure 0 (locked down) to 10 (unprotected), given times ten;
+			// up to 2.0 systemd calls OK.
+			out, err := exec.Command(analyze, "security", "--offline=yes", "--threshold=20", path).CombinedOutput()
+			if err != nil {
+				t.Errorf("systemd-analyze security: %v\n%s", err, out)
+			}
+		})
 	})
 }
 
@@ -757,7 +731,7 @@ func flagValue(args []string, name string) (string, bool) {
 // up every flag the image, the unit and the StatefulSet pass: a flag the
 // daemon does not know stops it at start.
 func TestDeploymentsPassOnlyKnownFlags(t *testing.T) {
-	out, err := exec.Command(tokenwatchBinary(t), "run", "--help").CombinedOutput()
+	out, err := exec.Command(e2etest.Tokenwatch(t), "run", "--help").CombinedOutput()
 	if err != nil {
 		t.Fatalf("tokenwatch run --help: %v\n%s", err, out)
 	}

@@ -188,7 +188,7 @@ alerting:
 	if err != nil {
 		t.Fatal(err)
 	}
-	dests, err := alertDestinations(cfg.Alerting)
+	dests, err := alertDestinations(cfg.Alerting, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,11 +238,11 @@ alerting:
 func TestAlertDestinationNamesSurviveRemovals(t *testing.T) {
 	first := configs.Webhook{URL: "https://hooks.example.com/T0/B0/first-secret", Timeout: time.Second}
 	second := configs.Webhook{URL: "https://hooks.example.com/T0/B0/second-secret", Timeout: time.Second}
-	both, err := alertDestinations(configs.Alerting{Webhooks: []configs.Webhook{first, second}})
+	both, err := alertDestinations(configs.Alerting{Webhooks: []configs.Webhook{first, second}}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	alone, err := alertDestinations(configs.Alerting{Webhooks: []configs.Webhook{second}})
+	alone, err := alertDestinations(configs.Alerting{Webhooks: []configs.Webhook{second}}, "")
 	if err != nil {
 		t.Fatal(err)
 	}

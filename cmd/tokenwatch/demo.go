@@ -32,6 +32,8 @@ type demoOptions struct {
 	flipInterval time.Duration
 	// schedule is every org's check schedule.
 	schedule string
+	// externalURL is --web.external-url (set by realMain).
+	externalURL string
 }
 
 // addDemoFlags registers the demo's flags on its command.
@@ -252,10 +254,11 @@ func runDemo(logger *slog.Logger, webFlags *web.FlagConfig, opts demoOptions, st
 		}
 	}
 	return runDaemon(daemonOptions{
-		storage: storage,
-		logger:  logger,
-		web:     webFlags,
-		load:    w.load,
+		storage:     storage,
+		logger:      logger,
+		web:         webFlags,
+		load:        w.load,
+		externalURL: opts.externalURL,
 		started: func() {
 			alerts := "Its alerts go nowhere unless you add --demo.webhook-url=URL or --demo.alertmanager-url=URL.\n"
 			if opts.webhookURL != "" || opts.alertmanagerURL != "" {

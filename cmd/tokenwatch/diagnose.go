@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/tokenwatch/tokenwatch/agent"
 	"github.com/tokenwatch/tokenwatch/checks"
 	"github.com/tokenwatch/tokenwatch/configs"
 )
@@ -60,7 +60,7 @@ func runDiagnose(path string, only []string, output string, stdout, stderr io.Wr
 		printConfigError(stderr, path, err)
 		return exitUsage
 	}
-	var targets []checks.Target
+	var orgs []configs.Org
 	var skipped []string
 	for _, o := range cfg.Orgs {
 		if len(only) > 0 && !slices.Contains(only, o.Name) {
@@ -72,15 +72,10 @@ func runDiagnose(path string, only []string, output string, stdout, stderr io.Wr
 			skipped = append(skipped, o.Name)
 			continue
 		}
-		t, err := agent.Target(o)
-		if err != nil {
-			fmt.Fprintf(stderr, "%s: %s\n", path, err)
-			return exitUsage
-		}
-		targets = append(targets, t)
+		orgs = append(orgs, o)
 	}
 	for _, name := range only {
-		if !slices.ContainsFunc(targets, func(t checks.Target) bool { return t.Name == name }) {
+		if !slices.ContainsFunc(orgs, func(o configs.Org) bool { return o.Name == name }) {
 			fmt.Fprintf(stderr, "%s: no org named %q (configured: %s)\n", path, name, orgNames(cfg))
 			return exitUsage
 		}
@@ -89,11 +84,16 @@ func runDiagnose(path string, only []string, output string, stdout, stderr io.Wr
 		fmt.Fprintf(stderr, "org %s skipped: it uses a refresh token, and with refresh token rotation a diagnose would "+
 			"retire the token a running tokenwatch holds; name it with --org %s to run it anyway\n", name, name)
 	}
-	results := diagnoseAll(targets, cfg.Global.MaxConcurrentChecks)
+	results, err := diagnoseAll(orgs, cfg.Global.MaxConcurrentChecks)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %s\n", path, err)
+		return exitUsage
+	}
 
 	code := exitOK
 	var out []diagnosis
-	for i, t := range targets {
+	for i, o := range orgs {
+		t := o.Target
 		r := results[i]
 		if !r.Success() {
 			code = exitUnhealthy
@@ -127,27 +127,35 @@ func orgNames(cfg *configs.Config) string {
 }
 
 // diagnoseAll runs the checks concurrently, at most limit at a time, keeping order.
-func diagnoseAll(targets []checks.Target, limit int) []*checks.Result {
-	results := make([]*checks.Result, len(targets))
+func diagnoseAll(orgs []configs.Org, limit int) ([]*checks.Result, error) {
+	transports := make([]http.RoundTripper, len(orgs))
+	for i, o := range orgs {
+		rt, err := o.Transport()
+		if err != nil {
+			return nil, err
+		}
+		transports[i] = rt
+	}
+	results := make([]*checks.Result, len(orgs))
 	sem := make(chan struct{}, max(limit, 1))
 	var wg sync.WaitGroup
-	for i, t := range targets {
+	for i, o := range orgs {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			timeout := t.Timeout
+			timeout := o.Timeout
 			if timeout <= 0 {
 				timeout = checks.DefaultTimeout
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*timeout+time.Second)
 			defer cancel()
-			c := checks.NewChecker(t)
+			c := checks.NewChecker(o.Target, checks.WithTransport(transports[i]))
 			results[i] = c.Check(ctx)
 			c.Close(ctx)
 		})
 	}
 	wg.Wait()
-	return results
+	return results, nil
 }
 
 // writeDiagnosis explains one result step by step, in plain words.

@@ -40,6 +40,8 @@ type cli struct {
 	orgs       []string
 	output     string
 	storage    string
+	// externalURL is --web.external-url of run and demo.
+	externalURL string
 }
 
 func realMain(args []string, stdout, stderr io.Writer) int {
@@ -60,6 +62,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	run.Flag("storage.path", "Directory of the durable state: rotated refresh tokens, alert state, last results (mode 0700, one instance per directory).").
 		Default("data/").StringVar(&c.storage)
 	c.web = kingpinflag.AddFlags(run, defaultListen)
+	run.Flag("web.external-url", externalURLHelp).Default("").StringVar(&c.externalURL)
 
 	checkConfig := app.Command("check-config", "Validate the configuration file; exit 0 when valid, 1 listing every problem.")
 	checkConfig.Flag("config.file", "tokenwatch configuration file.").Default("tokenwatch.yml").StringVar(&c.configFile)
@@ -73,6 +76,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	demoWeb := kingpinflag.AddFlags(demo, defaultListen)
 	demoOpts := addDemoFlags(demo)
 	demo.Flag("storage.path", "Directory of the durable state; empty: a temporary one, removed at exit.").Default("").StringVar(&c.storage)
+	demo.Flag("web.external-url", externalURLHelp).Default("").StringVar(&c.externalURL)
 
 	versionCmd := app.Command("version", "Print the version.")
 
@@ -89,14 +93,26 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "tokenwatch: --shard: %s\n", err)
 			return exitUsage
 		}
+		extURL, err := externalURL(c.externalURL, *c.web.WebListenAddresses)
+		if err != nil {
+			fmt.Fprintf(stderr, "tokenwatch: %s\n", err)
+			return exitUsage
+		}
 		return runDaemon(daemonOptions{
 			logger: logger, web: c.web, load: fileLoader(c.configFile), shard: shard, shards: shards, storage: c.storage,
+			externalURL: extURL,
 		})
 	case checkConfig.FullCommand():
 		return runCheckConfig(c.configFile, stdout, stderr)
 	case diagnose.FullCommand():
 		return runDiagnose(c.configFile, c.orgs, c.output, stdout, stderr)
 	case demo.FullCommand():
+		extURL, err := externalURL(c.externalURL, *demoWeb.WebListenAddresses)
+		if err != nil {
+			fmt.Fprintf(stderr, "tokenwatch: %s\n", err)
+			return exitUsage
+		}
+		demoOpts.externalURL = extURL
 		return runDemo(logger, demoWeb, *demoOpts, c.storage, stdout)
 	case versionCmd.FullCommand():
 		fmt.Fprintln(stdout, version.Print("tokenwatch"))

@@ -50,6 +50,8 @@ type daemonOptions struct {
 	started func()
 	// storage is the state store's directory.
 	storage string
+	// externalURL is --web.external-url: alerts link back to it.
+	externalURL string
 }
 
 type actor struct {
@@ -80,7 +82,18 @@ func runDaemon(o daemonOptions) int {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	collector := metrics.NewCollector()
+	// The agent is the one owner of the orgs and their last results: the
+	// collector and the page read them from it at every scrape and request.
+	// ag is set below, before serving starts.
+	var ag *agent.Agent
+	collector := metrics.NewCollector(metrics.SourceFunc(func() []metrics.Org {
+		states := ag.States()
+		orgs := make([]metrics.Org, len(states))
+		for i, s := range states {
+			orgs[i] = metrics.Org{Info: s.Info, Last: s.Last}
+		}
+		return orgs
+	}))
 	reg.MustRegister(collector)
 	reloadOK := promauto.With(reg).NewGauge(prometheus.GaugeOpts{
 		Name: "tokenwatch_config_last_reload_successful",
@@ -96,9 +109,16 @@ func runDaemon(o daemonOptions) int {
 	}, []string{"result"})
 	reloads.WithLabelValues("success")
 	reloads.WithLabelValues("failure")
-	// The page asks the agent for firing alerts on every request; ag is set below, before serving starts.
-	var ag *agent.Agent
+	// The page asks the agent for the orgs and the firing alerts on every request.
 	page := status.NewPage(status.PageOptions{Title: "tokenwatch", Version: version.Version,
+		Source: status.SourceFunc(func() []status.Org {
+			states := ag.States()
+			orgs := make([]status.Org, len(states))
+			for i, s := range states {
+				orgs[i] = status.Org{Info: s.Info, Last: s.Last}
+			}
+			return orgs
+		}),
 		Firing: func() map[string][]string {
 			firing := map[string][]string{}
 			for _, a := range ag.Alerts() {
@@ -112,13 +132,14 @@ func runDaemon(o daemonOptions) int {
 
 	ag = agent.New(agent.Options{
 		Logger:      logger,
-		Observers:   []agent.Observer{collector, page},
+		Observers:   []agent.Observer{collector},
 		Shard:       o.shard,
 		Shards:      o.shards,
 		RunOnStart:  true,
 		Instruments: metrics.NewAgentMetrics(reg),
 		Alerts:      router,
 		Store:       st,
+		ExternalURL: o.externalURL,
 	})
 	reg.MustRegister(metrics.NewAlertCollector(func() []metrics.FiringAlert {
 		var out []metrics.FiringAlert
@@ -151,7 +172,7 @@ func runDaemon(o daemonOptions) int {
 		}
 		// Built before anything changes, so a destination that cannot be
 		// built refuses the whole configuration.
-		dests, err := alertDestinations(cfg.Alerting)
+		dests, err := alertDestinations(cfg.Alerting, o.externalURL)
 		if err != nil {
 			return err
 		}
@@ -321,8 +342,9 @@ func logConfigError(logger *slog.Logger, msg string, err error) {
 // the alerting section. Each is named from its URL (see
 // notify.DestinationName: kind, host and a hash, no credentials, no path),
 // so that its name, and with it its queue and metric series, survives a
-// reload that adds or removes other destinations.
-func alertDestinations(a configs.Alerting) ([]notify.Destination, error) {
+// reload that adds or removes other destinations. externalURL
+// (--web.external-url) is the webhook payloads' externalURL.
+func alertDestinations(a configs.Alerting, externalURL string) ([]notify.Destination, error) {
 	userAgent := "tokenwatch/" + version.Version
 	var dests []notify.Destination
 	taken := map[string]int{}
@@ -337,18 +359,11 @@ func alertDestinations(a configs.Alerting) ([]notify.Destination, error) {
 		return n
 	}
 	for i, am := range a.Alertmanagers {
-		tlsConfig, err := am.TLS.Build()
-		if err != nil {
-			return nil, fmt.Errorf("alerting.alertmanagers[%d].%w", i, err)
-		}
 		n, err := alertmanager.New(alertmanager.Options{
-			URL:         am.URL,
-			Username:    am.BasicAuth.Username,
-			Password:    checks.Secret(am.BasicAuth.Password.Reveal()),
-			BearerToken: checks.Secret(am.BearerToken.Reveal()),
-			TLS:         tlsConfig,
-			Timeout:     am.Timeout,
-			UserAgent:   userAgent,
+			URL:        am.URL,
+			HTTPClient: am.HTTPClient,
+			Timeout:    am.Timeout,
+			UserAgent:  userAgent,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("alerting.alertmanagers[%d]: %w", i, err)
@@ -358,8 +373,10 @@ func alertDestinations(a configs.Alerting) ([]notify.Destination, error) {
 	for i, wh := range a.Webhooks {
 		n, err := webhook.New(webhook.Options{
 			URL:          wh.URL,
-			Secret:       checks.Secret(wh.Secret.Reveal()),
+			Secret:       wh.Secret.Reveal(),
 			SendResolved: wh.SendResolved,
+			ExternalURL:  externalURL,
+			HTTPClient:   wh.HTTPClient,
 			Timeout:      wh.Timeout,
 			UserAgent:    userAgent,
 		})

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/tokenwatch/tokenwatch/internal/e2etest"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -62,14 +63,7 @@ func readYAML(t *testing.T, path string, v any) {
 // under CI=true, where the test set-up must have installed it.
 func promtool(t *testing.T) string {
 	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("promtool is missing; the test set-up installs Debian's prometheus package")
-		}
-		t.Skip("promtool not installed (apt-get install prometheus): skipping the checks of the Prometheus rules")
-	}
-	return path
+	return e2etest.Tool(t, "promtool", "prometheus")
 }
 
 func runPromtool(t *testing.T, args ...string) {
@@ -136,7 +130,7 @@ func TestEveryAlertHasFiringAndQuietCases(t *testing.T) {
 
 // TestAlertsAreActionable checks what every alert must carry to be routed
 // and acted on: a for: duration, a severity, and the annotations summary,
-// description and fix.
+// description, fix and runbook_url (the alert's section of docs/alerting.md).
 func TestAlertsAreActionable(t *testing.T) {
 	var rules ruleFile
 	readYAML(t, rulesFile, &rules)
@@ -152,7 +146,7 @@ func TestAlertsAreActionable(t *testing.T) {
 			if sev := r.Labels["severity"]; sev != "critical" && sev != "warning" {
 				t.Errorf("%s (rule %d): severity %q, want critical or warning", where, i, sev)
 			}
-			for _, a := range []string{"summary", "description", "fix"} {
+			for _, a := range []string{"summary", "description", "fix", "runbook_url"} {
 				if r.Annotations[a] == "" {
 					t.Errorf("%s (rule %d): no %s annotation", where, i, a)
 				}
@@ -163,6 +157,9 @@ func TestAlertsAreActionable(t *testing.T) {
 
 // TestAgentAlertNames keeps the names shared with the agent's own alerts, so
 // that Alertmanager routes and silences work for alerts from either side.
+// The file is generated from the agent's definitions (go generate ./agent;
+// agent/rulesfile_test.go checks it is current); this package may not import
+// the agent, so the names are listed here.
 func TestAgentAlertNames(t *testing.T) {
 	var rules ruleFile
 	readYAML(t, rulesFile, &rules)
@@ -172,7 +169,10 @@ func TestAgentAlertNames(t *testing.T) {
 			names = append(names, r.Alert)
 		}
 	}
-	for _, want := range []string{"TokenIntrospectionInactive", "TokenExpiresSoon"} {
+	for _, want := range []string{
+		"TokenIntrospectionInactive", "TokenAcquisitionFailed", "IntrospectionFailed", "TokenSignatureMismatch",
+		"TokenExpectationFailed", "TokenExpiresSoon", "TokenCheckFailing",
+	} {
 		if !slices.Contains(names, want) {
 			t.Errorf("%s does not define %s", rulesFile, want)
 		}

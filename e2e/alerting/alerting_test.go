@@ -146,14 +146,17 @@ alerting:
 	// delivers once it is back on the same port.
 	am.stop(t)
 	amName := notify.DestinationName("alertmanager", "http://"+am.addr)
-	failuresBefore := sample(metrics(), `tokenwatch_notifications_total{destination="`+amName+`",result="failure"}`)
+	failuresBefore := sample(metrics(), `tokenwatch_notifications_failed_total{destination="`+amName+`"}`)
 	changed = time.Now()
 	sim.SetIntrospectAll("monitor-app", false)
 	direct.wait(t, "firing", changed)
 	e2etest.WaitFor(t, 20*time.Second, "tokenwatch to fail sending to the stopped Alertmanager", func() bool {
-		return sample(metrics(), `tokenwatch_notifications_total{destination="`+amName+`",result="failure"}`) > failuresBefore
+		return sample(metrics(), `tokenwatch_notifications_failed_total{destination="`+amName+`"}`) > failuresBefore
 	})
-	time.Sleep(2 * time.Second) // down a while longer: several retries fail
+	// Down a while longer: the first send and two retries fail.
+	e2etest.WaitFor(t, 20*time.Second, "two retries to fail as well", func() bool {
+		return sample(metrics(), `tokenwatch_notifications_failed_total{destination="`+amName+`"}`) >= failuresBefore+3
+	})
 	restarted := time.Now()
 	am.start(t)
 	late := viaAM.wait(t, "firing", restarted)

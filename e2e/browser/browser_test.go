@@ -60,15 +60,10 @@ func startDemo(t *testing.T) string {
 	})
 
 	base := "http://" + addr + "/"
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if allChecked(base + "api/v1/orgs") {
-			return base
-		}
-		time.Sleep(200 * time.Millisecond)
+	if !e2etest.Poll(30*time.Second, func() bool { return allChecked(base + "api/v1/orgs") }) {
+		t.Fatalf("the demo's orgs were not all checked within 30 s; its output:\n%s", logs)
 	}
-	t.Fatalf("the demo's orgs were not all checked within 30 s; its output:\n%s", logs)
-	return ""
+	return base
 }
 
 func allChecked(api string) bool {

@@ -128,10 +128,16 @@ func TestProbeFloodRespectsBudget(t *testing.T) {
 	// Not parallel: the flood would disturb the timing of the other tests,
 	// and they its measurement.
 	const (
-		budget    = 20
+		// The scheduled org logs in every second against this budget too
+		// (its own identity: another server): enough for the whole test.
+		budget    = 60
 		clients   = 1000
 		floodTime = 6 * time.Second
-		maxGap    = 3 * time.Second
+		// The schedule is every second; 1,000 clients, the race detector and
+		// other test packages share two cores, which stretches a gap to a
+		// few seconds. Without separate /probe slots the scheduled org got
+		// no check for the whole flood (21 s measured).
+		maxGap = 6 * time.Second
 	)
 	newOrg := func(id string) *orgsim.Org {
 		sim := orgsim.New(orgsim.Options{OrgID: id})
@@ -253,8 +259,9 @@ orgs:
 		slowLogins, budget, worstGap.Round(time.Millisecond))
 
 	d.failIfExited("during the flood")
-	if slowLogins > budget {
-		t.Errorf("%d token requests at the slow org's server during the flood, want at most the login budget %d", slowLogins, budget)
+	// /probe may spend at most half an identity's budget.
+	if slowLogins > budget/2 {
+		t.Errorf("%d token requests at the slow org's server during the flood, want at most half the login budget %d", slowLogins, budget)
 	}
 	for what, n := range statuses {
 		if what != "200" && what != "503" {

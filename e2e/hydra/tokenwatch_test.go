@@ -553,7 +553,11 @@ const shortLifespan = 3 * time.Second
 // every org gets at start, the schedule fires once a year (on 1 January), so
 // only the test's probes run checks.
 func (w *world) testReuse(t *testing.T) {
-	cfg := w.config(t, "reuse", "0 0 1 1 *", `  - name: short-lived`+hydraOrg+`    client: {id: tw-short, secret: "${TW_SHORT_SECRET}"}
+	// short-lived's tokens pass a recorder, so that the test can ask Hydra
+	// when the kept one has ended.
+	short := newRecorder(t, w.hydra.public)
+	shortOrg := strings.Replace(hydraOrg, "{{TOKEN}}", short.url+"/oauth2/token", 1)
+	cfg := w.config(t, "reuse", "0 0 1 1 *", `  - name: short-lived`+shortOrg+`    client: {id: tw-short, secret: "${TW_SHORT_SECRET}"}
     grant: {type: client_credentials}
     token_mode: reuse
   - name: revoked-by-admin`+hydraOrg+`    client: {id: tw-keep, secret: "${TW_KEEP_SECRET}"}
@@ -582,8 +586,17 @@ func (w *world) testReuse(t *testing.T) {
 		}
 
 		// Past the kept token's exp: it has died of old age, which is its
-		// normal end, so a new token is minted in the same check.
-		time.Sleep(time.Until(first.Token.Expiry.Add(1500 * time.Millisecond)))
+		// normal end, so a new token is minted in the same check. Hydra
+		// says when: its introspection of the kept token turns inactive.
+		minted := short.tokens()
+		if len(minted) == 0 {
+			t.Fatal("Hydra issued no token to short-lived through the recorder")
+		}
+		kept := minted[len(minted)-1] // the token of the first two checks
+		w.secrets.add(kept)
+		e2etest.WaitFor(t, shortLifespan+10*time.Second, "Hydra to end the kept token at its exp", func() bool {
+			return !w.hydra.introspect(t, kept).Active
+		})
 		third := d.probe(t, "short-lived")
 		t.Logf("after expiry: outcome %s, minted %v: %s", third.Outcome, third.Token.Minted, third.Explanation)
 		if third.Outcome != checks.OutcomeOK || !third.Token.Minted || !third.Token.IssuedAt.After(first.Token.IssuedAt) {
@@ -739,20 +752,18 @@ func (w *world) startDaemon(t *testing.T, config string) *daemon {
 		}
 		w.secrets.saw(d.logs.String())
 	})
-	deadline := time.Now().Add(commandDeadline)
-	for {
+	ready := e2etest.Poll(commandDeadline, func() bool {
 		resp, err := d.http.Get(d.base + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return d
-			}
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the daemon was not ready within %s:\n%s", commandDeadline, tail(d.logs.String(), 20))
-		}
-		time.Sleep(50 * time.Millisecond)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	if !ready {
+		t.Fatalf("the daemon was not ready within %s:\n%s", commandDeadline, tail(d.logs.String(), 20))
 	}
+	return d
 }
 
 func (d *daemon) get(t *testing.T, path string) string {
@@ -804,20 +815,15 @@ func (d *daemon) last(t *testing.T) map[string]*checks.Result {
 // waitChecked waits for the check each org gets when the daemon starts.
 func (d *daemon) waitChecked(t *testing.T, orgs ...string) {
 	t.Helper()
-	deadline := time.Now().Add(commandDeadline)
-	for {
-		last, done := d.last(t), true
+	e2etest.WaitFor(t, commandDeadline, "the orgs' first checks", func() bool {
+		last := d.last(t)
 		for _, o := range orgs {
-			done = done && last[o] != nil
+			if last[o] == nil {
+				return false
+			}
 		}
-		if done {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the orgs were not checked within %s of the start", commandDeadline)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return true
+	})
 }
 
 // metric returns the value of one series of /metrics.

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tokenwatch/tokenwatch/internal/e2etest"
 )
 
 const (
@@ -174,13 +175,9 @@ func TestTokenwatchAgainstIndependentServer(t *testing.T) {
 func setup(t *testing.T) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "tokenwatch")
-	root := moduleRoot(t)
-	build := exec.Command("go", "build", "-o", bin, "./cmd/tokenwatch")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Skipf("cannot build tokenwatch: %v\n%s", err, out)
-	}
+	// Without the go command this skips (fails under CI=true); a build that
+	// fails is a failure.
+	bin := e2etest.Tokenwatch(t)
 
 	srv := NewServer()
 	t.Cleanup(srv.Close)
@@ -231,19 +228,6 @@ func setup(t *testing.T) *fixture {
 	}
 }
 
-func moduleRoot(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if gomod := strings.TrimSpace(string(out)); err == nil && gomod != "" && gomod != os.DevNull {
-		return filepath.Dir(gomod)
-	}
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root
-}
-
 func writeSecret(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
@@ -278,7 +262,7 @@ func (f *fixture) run(t *testing.T, args ...string) (int, string, string) {
 }
 
 func (f *fixture) daemon(t *testing.T) {
-	addr := freeAddr(t)
+	addr := e2etest.FreeAddr(t)
 	cmd := exec.Command(f.bin, "--config.file="+f.config, "--web.listen-address="+addr, "--storage.path="+t.TempDir())
 	cmd.Env = f.env
 	var stdout, stderr bytes.Buffer
@@ -300,29 +284,29 @@ func (f *fixture) daemon(t *testing.T) {
 	client := &http.Client{Timeout: 3 * time.Second}
 	var samples map[string]map[string]string // metric -> org -> value
 	var body string
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if time.Now().After(deadline) {
-			t.Fatalf("/metrics never showed tokenwatch_check_success for all orgs; last body:\n%s", body)
-		}
+	var exitErr error
+	all := e2etest.Poll(30*time.Second, func() bool {
 		select {
-		case err := <-exited:
+		case exitErr = <-exited:
 			stopped = true
-			t.Fatalf("daemon exited early: %v\nstderr:\n%s", err, stderr.String())
+			return true
 		default:
 		}
-		time.Sleep(300 * time.Millisecond)
 		resp, err := client.Get("http://" + addr + "/metrics")
 		if err != nil {
-			continue
+			return false
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		body = string(b)
 		samples = parseOrgSamples(body)
-		if len(samples["tokenwatch_check_success"]) >= len(orgNames) {
-			break
-		}
+		return len(samples["tokenwatch_check_success"]) >= len(orgNames)
+	})
+	switch {
+	case stopped:
+		t.Fatalf("daemon exited early: %v\nstderr:\n%s", exitErr, stderr.String())
+	case !all:
+		t.Fatalf("/metrics never showed tokenwatch_check_success for all orgs; last body:\n%s", body)
 	}
 	f.outputs = append(f.outputs, body)
 
@@ -401,17 +385,6 @@ func (f *fixture) configErrors(t *testing.T) {
 	if code, _, _ := f.run(t, "diagnose", "--config.file="+f.config, "--org", "no-such-org"); code != 2 {
 		t.Errorf("diagnose --org no-such-org exit %d, want 2 (usage error)", code)
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
 }
 
 var (

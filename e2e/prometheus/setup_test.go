@@ -60,18 +60,17 @@ func start(t *testing.T, name string, args ...string) *e2etest.Buffer {
 // waitHTTP polls url until it answers 200.
 func waitHTTP(t *testing.T, what, url string, logs *e2etest.Buffer) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	ready := e2etest.Poll(20*time.Second, func() bool {
 		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		if err != nil {
+			return false
 		}
-		time.Sleep(100 * time.Millisecond)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	if !ready {
+		t.Fatalf("%s did not become ready at %s; its output:\n%s", what, url, logs)
 	}
-	t.Fatalf("%s did not become ready at %s; its output:\n%s", what, url, logs)
 }
 
 // The orgs the agent checks: two healthy connections and the seed case, a
@@ -351,14 +350,12 @@ func (p *promAPI) targets() (active, dropped []target, err error) {
 // eventually retries check until it reports nothing or the time is up, and
 // returns its last report.
 func eventually(timeout time.Duration, check func() []string) []string {
-	deadline := time.Now().Add(timeout)
-	for {
-		problems := check()
-		if len(problems) == 0 || time.Now().After(deadline) {
-			return problems
-		}
-		time.Sleep(time.Second)
-	}
+	var problems []string
+	e2etest.Poll(timeout, func() bool {
+		problems = check()
+		return len(problems) == 0
+	})
+	return problems
 }
 
 func joinLines(lines []string) string { return "\n  " + strings.Join(lines, "\n  ") }

@@ -6,14 +6,13 @@ package alertmanager
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
-	"github.com/tokenwatch/tokenwatch/checks"
+	promconfig "github.com/prometheus/common/config"
+
 	"github.com/tokenwatch/tokenwatch/exporters/notify"
 	"github.com/tokenwatch/tokenwatch/internal/alerting"
 )
@@ -26,13 +25,9 @@ type Options struct {
 	// URL is the Alertmanager base URL, e.g. http://127.0.0.1:9093 or
 	// https://monitoring.example.com/alertmanager.
 	URL string
-	// Username and Password, when Username is set, are sent as basic auth.
-	Username string
-	Password checks.Secret
-	// BearerToken, when set, is sent as Authorization: Bearer.
-	BearerToken checks.Secret
-	// TLS is the client TLS configuration; nil means the system defaults.
-	TLS *tls.Config
+	// HTTPClient holds basic auth or an authorization (bearer token), TLS
+	// and proxy settings.
+	HTTPClient promconfig.HTTPClientConfig
 	// Timeout bounds one request; 10s when zero.
 	Timeout time.Duration
 	// UserAgent is sent with every request.
@@ -58,30 +53,21 @@ func New(o Options) (*Notifier, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
 	}
+	client, secrets, err := notify.NewHTTPClient(o.HTTPClient, "alertmanager", o.Timeout)
+	if err != nil {
+		return nil, fmt.Errorf("alertmanager: %w", err)
+	}
 	n := &Notifier{
 		endpoint: u.JoinPath(alertsPath).String(),
 		header:   http.Header{},
-		client:   notify.NewHTTPClient(o.TLS, o.Timeout),
-		secrets:  []string{o.Password.Reveal(), o.BearerToken.Reveal()},
+		client:   client,
+		secrets:  secrets,
 	}
 	// A path prefix or query may carry a token, and an error page may echo
 	// the request path.
 	n.secrets = append(n.secrets, notify.URLSecrets(u)...)
 	if o.UserAgent != "" {
 		n.header.Set("User-Agent", o.UserAgent)
-	}
-	switch {
-	case o.Username != "":
-		req := http.Request{Header: http.Header{}}
-		req.SetBasicAuth(o.Username, o.Password.Reveal())
-		n.header.Set("Authorization", req.Header.Get("Authorization"))
-	case o.BearerToken != "":
-		n.header.Set("Authorization", "Bearer "+o.BearerToken.Reveal())
-	}
-	if auth := n.header.Get("Authorization"); auth != "" {
-		// An answer that echoes the header must not put it in an error.
-		_, credentials, _ := strings.Cut(auth, " ")
-		n.secrets = append(n.secrets, credentials)
 	}
 	return n, nil
 }

@@ -1,6 +1,8 @@
 package alertmanager
 
 import (
+	"encoding/pem"
+
 	"context"
 	"encoding/json"
 	"io"
@@ -13,7 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwatch/tokenwatch/checks"
+	promconfig "github.com/prometheus/common/config"
+
 	"github.com/tokenwatch/tokenwatch/exporters/notify"
 	"github.com/tokenwatch/tokenwatch/internal/alerting"
 )
@@ -127,8 +130,9 @@ func TestNotifySendsCredentials(t *testing.T) {
 		opts Options
 		want string
 	}{
-		{"basic auth", Options{Username: "tokenwatch", Password: canaryPassword}, "Basic dG9rZW53YXRjaDpDQU5BUllhbVBBU1NXT1JEMWEyYg=="},
-		{"bearer token", Options{BearerToken: canaryBearer}, "Bearer " + canaryBearer},
+		{"basic auth", Options{HTTPClient: basicAuth()}, "Basic dG9rZW53YXRjaDpDQU5BUllhbVBBU1NXT1JEMWEyYg=="},
+		{"bearer token", Options{HTTPClient: promconfig.HTTPClientConfig{
+			Authorization: &promconfig.Authorization{Type: "Bearer", Credentials: canaryBearer}}}, "Bearer " + canaryBearer},
 		{"none", Options{}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -158,7 +162,8 @@ func TestNotifyOverTLS(t *testing.T) {
 	if _, err := n.Notify(context.Background(), fired); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("an unknown CA was accepted: %v", err)
 	}
-	n, _ = New(Options{URL: srv.URL, TLS: srv.Client().Transport.(*http.Transport).TLSClientConfig})
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	n, _ = New(Options{URL: srv.URL, HTTPClient: promconfig.HTTPClientConfig{TLSConfig: promconfig.TLSConfig{CA: string(ca)}}})
 	if retry, err := n.Notify(context.Background(), fired); err != nil || retry {
 		t.Errorf("Notify with the server's CA = %v, %v", retry, err)
 	}
@@ -189,7 +194,7 @@ func TestNotifyClassifiesFailures(t *testing.T) {
 			if u == "" {
 				u = srv.URL + "/secret-path-token"
 			}
-			n, _ := New(Options{URL: u, Username: "tokenwatch", Password: canaryPassword})
+			n, _ := New(Options{URL: u, HTTPClient: basicAuth()})
 			retry, err := n.Notify(context.Background(), fired)
 			if err == nil {
 				t.Fatal("Notify succeeded")
@@ -266,7 +271,7 @@ func TestRouterRetriesAlertmanager(t *testing.T) {
 
 func TestNewRefusesBadURLs(t *testing.T) {
 	for _, u := range []string{"", "127.0.0.1:9093", "ftp://am.example.com", "::"} {
-		if _, err := New(Options{URL: u, Password: checks.Secret(canaryPassword)}); err == nil {
+		if _, err := New(Options{URL: u, HTTPClient: basicAuth()}); err == nil {
 			t.Errorf("New(%q) succeeded", u)
 		} else if strings.Contains(err.Error(), canaryPassword) {
 			t.Errorf("error leaks the password")
@@ -290,4 +295,9 @@ func TestEndpointKeepsQueryOutOfThePath(t *testing.T) {
 	if path != "/am/api/v2/alerts" || query != "tenant=ops" {
 		t.Fatalf("posted to path %q query %q, want /am/api/v2/alerts with tenant=ops", path, query)
 	}
+}
+
+// basicAuth is the canary basic auth of the tests.
+func basicAuth() promconfig.HTTPClientConfig {
+	return promconfig.HTTPClientConfig{BasicAuth: &promconfig.BasicAuth{Username: "tokenwatch", Password: canaryPassword}}
 }

@@ -1,5 +1,6 @@
 // Package metrics turns check results into Prometheus metrics: a Collector
-// that mirrors the last state of every configured org for /metrics, the
+// that exposes the last state of every configured org for /metrics (read
+// from the agent at scrape time, never copied), the
 // agent's own health metrics, and the /probe handler that answers one org's
 // metrics on demand.
 package metrics
@@ -39,18 +40,46 @@ const (
 	orgInfoHelp = "Information about a configured org: always 1, labelled with its provider, grant type and configured labels."
 )
 
-// Collector mirrors, for every configured org, what the last check found plus
-// counts and step latencies accumulated since the org appeared. It builds
-// constant metrics on every scrape, so an org removed by SetOrgs disappears
-// from the next scrape entirely instead of leaving stale series behind.
+// Org is one configured org as the Collector reads it at scrape time: its
+// identity and its last result.
+type Org struct {
+	Info checks.Info
+	// Last is the org's last result; nil until its first check finished.
+	// Results are never modified once given.
+	Last *checks.Result
+}
+
+// Source lists the configured orgs with their last results. The agent owns
+// them (cmd adapts it); the Collector only reads them, on every scrape, so
+// an org removed by a reload is gone from the next scrape with all its
+// series, and a result that reaches the agent after its org was removed
+// never shows.
+type Source interface {
+	Orgs() []Org
+}
+
+// SourceFunc adapts a function to Source.
+type SourceFunc func() []Org
+
+// Orgs implements Source.
+func (f SourceFunc) Orgs() []Org { return f() }
+
+// Collector exposes, for every org its Source lists, what the last check
+// found plus counts and step latencies accumulated since the org appeared.
+// It builds constant metrics on every scrape from the Source, so it keeps
+// no copy of the orgs or their last results: only what accumulates (the
+// outcome counters and step histograms, fed by Observe), pruned at each
+// scrape to the orgs the Source lists.
 //
 // The Collector is unchecked: Describe sends no descriptors, because the label
 // names of tokenwatch_org_info follow each org's configured labels, which differ
 // between orgs and change on reload.
 //
-// SetOrgs, Observe and Collect are safe for concurrent use.
+// Observe and Collect are safe for concurrent use.
 type Collector struct {
+	src               Source
 	checkSuccess      *prometheus.Desc
+	checkOutcome      *prometheus.Desc
 	checksTotal       *prometheus.Desc
 	introspection     *prometheus.Desc
 	tokenExpiry       *prometheus.Desc
@@ -64,17 +93,20 @@ type Collector struct {
 	backoffUntil      *prometheus.Desc
 	buckets           []float64
 
-	mu   sync.Mutex
-	orgs map[string]*orgState
+	mu     sync.Mutex
+	counts map[string]*orgCounts
+	// seq numbers the calls of Observe, so that a scrape prunes only the
+	// counts of orgs that were missing from its Source listing before it
+	// was taken, never those of an org added while the scrape ran.
+	seq uint64
 }
 
-// orgState is what the Collector keeps for one org.
-type orgState struct {
-	info checks.Info
-	// last is the most recent result; nil until the first check finished.
-	last     *checks.Result
+// orgCounts is what accumulates for one org between scrapes.
+type orgCounts struct {
 	outcomes map[checks.Outcome]uint64
 	steps    map[checks.Step]*histogram
+	// seq is the Collector's seq at the last Observe of the org.
+	seq uint64
 }
 
 // histogram accumulates observations for a constant histogram.
@@ -108,13 +140,17 @@ func (h *histogram) buckets() map[float64]uint64 {
 	return b
 }
 
-// NewCollector returns a Collector with no orgs. Register it on a registry
-// and call SetOrgs with the configured orgs.
-func NewCollector() *Collector {
+// NewCollector returns a Collector of the orgs src lists. Register it on a
+// registry and call Observe with every finished check.
+func NewCollector(src Source) *Collector {
 	org := []string{labelOrg}
 	return &Collector{
+		src: src,
 		checkSuccess: prometheus.NewDesc("tokenwatch_check_success",
 			"Whether the last check of the org was healthy (1) or not (0).", org, nil),
+		checkOutcome: prometheus.NewDesc("tokenwatch_check_outcome",
+			"The outcome of the last check of the org: always 1, labelled with the outcome and the first step whose outcome was not ok (empty when the check was ok or failed before any request).",
+			[]string{labelOrg, labelOutcome, labelStep}, nil),
 		checksTotal: prometheus.NewDesc("tokenwatch_checks_total",
 			"Number of finished checks of the org, by outcome.", []string{labelOrg, labelOutcome}, nil),
 		introspection: prometheus.NewDesc("tokenwatch_introspection_active",
@@ -138,49 +174,31 @@ func NewCollector() *Collector {
 		backoffUntil: prometheus.NewDesc("tokenwatch_check_backoff_until_timestamp_seconds",
 			"While the org backs off after a rejected login: when its next login attempt may be made, in seconds since the Unix epoch.", org, nil),
 		buckets: stepDurationBuckets(),
-		orgs:    make(map[string]*orgState),
+		counts:  make(map[string]*orgCounts),
 	}
 }
 
-// SetOrgs replaces the set of orgs. Orgs missing from infos are forgotten
-// with all their series; orgs that stay keep their counts and last result,
-// and take the identity (provider, grant, labels) given here.
-func (c *Collector) SetOrgs(infos []checks.Info) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	next := make(map[string]*orgState, len(infos))
-	for _, info := range infos {
-		st, ok := c.orgs[info.Name]
-		if !ok {
-			st = &orgState{
-				outcomes: map[checks.Outcome]uint64{},
-				steps:    map[checks.Step]*histogram{},
-			}
-		}
-		st.info = copyInfo(info)
-		next[info.Name] = st
-	}
-	c.orgs = next
-}
-
-// Observe records a finished check. A result for an org not in the current
-// set (one that finished after the org was removed) is ignored. r must not be
-// modified afterwards: the Collector keeps it as the org's last result.
+// Observe counts a finished check: its outcome and step latencies. What the
+// check found (the gauges) comes from the Source at scrape time. A result
+// read back from the state store (r.Loaded) is not a check of this process
+// and is not counted. Counts of an org the Source no longer lists are
+// dropped at the next scrape, so a late result of a removed org never shows.
 func (c *Collector) Observe(info checks.Info, r *checks.Result) {
-	if r == nil {
+	if r == nil || r.Loaded {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st, ok := c.orgs[info.Name]
+	c.seq++
+	st, ok := c.counts[info.Name]
 	if !ok {
-		return
+		st = &orgCounts{
+			outcomes: map[checks.Outcome]uint64{},
+			steps:    map[checks.Step]*histogram{},
+		}
+		c.counts[info.Name] = st
 	}
-	st.last = r
-	if r.Loaded {
-		// Read back from the state store: shown, but not a check of this process.
-		return
-	}
+	st.seq = c.seq
 	st.outcomes[r.Outcome]++
 	for _, s := range r.Steps {
 		if s.Skipped {
@@ -205,21 +223,41 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// metrics builds the scrape under the lock and sends it after, so that a
-// slow scrape never holds up Observe.
+// metrics builds the scrape: the orgs from the Source (asked without the
+// lock, as it takes the agent's), their counts under the lock. The metrics
+// are sent after, so that a slow scrape never holds up Observe.
 func (c *Collector) metrics() []prometheus.Metric {
 	c.mu.Lock()
+	mark := c.seq
+	c.mu.Unlock()
+	var orgs []Org
+	if c.src != nil {
+		orgs = c.src.Orgs()
+	}
+
+	c.mu.Lock()
 	defer c.mu.Unlock()
+	listed := make(map[string]bool, len(orgs))
+	for _, o := range orgs {
+		listed[o.Info.Name] = true
+	}
+	for name, st := range c.counts {
+		// Not listed, and not observed since the listing: removed.
+		if !listed[name] && st.seq <= mark {
+			delete(c.counts, name)
+		}
+	}
 	var out []prometheus.Metric
 	emit := func(m prometheus.Metric) { out = append(out, m) }
 	// One descriptor per distinct set of org label names, built per scrape so
 	// that label sets gone after a reload leave nothing behind.
 	infoDescs := map[string]*prometheus.Desc{}
-	for name, st := range c.orgs {
-		c.collectInfo(emit, infoDescs, st.info)
-		c.collectCounts(emit, name, st)
-		if st.last != nil {
-			c.collectLast(emit, name, st.last)
+	for _, o := range orgs {
+		name := o.Info.Name
+		c.collectInfo(emit, infoDescs, o.Info)
+		c.collectCounts(emit, name, c.counts[name])
+		if o.Last != nil {
+			c.collectLast(emit, name, o.Last)
 		}
 	}
 	return out
@@ -242,9 +280,13 @@ func (c *Collector) collectInfo(emit func(prometheus.Metric), descs map[string]*
 	emit(m)
 }
 
-func (c *Collector) collectCounts(emit func(prometheus.Metric), org string, st *orgState) {
+func (c *Collector) collectCounts(emit func(prometheus.Metric), org string, st *orgCounts) {
 	// ok is always present so that a rate over it starts from zero rather
 	// than from the first healthy check.
+	if st == nil {
+		emit(prometheus.MustNewConstMetric(c.checksTotal, prometheus.CounterValue, 0, org, string(checks.OutcomeOK)))
+		return
+	}
 	if _, seen := st.outcomes[checks.OutcomeOK]; !seen {
 		emit(prometheus.MustNewConstMetric(c.checksTotal, prometheus.CounterValue, 0, org, string(checks.OutcomeOK)))
 	}
@@ -261,6 +303,7 @@ func (c *Collector) collectLast(emit func(prometheus.Metric), org string, r *che
 		emit(prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, append([]string{org}, labels...)...))
 	}
 	gauge(c.checkSuccess, boolValue(r.Success()))
+	gauge(c.checkOutcome, 1, string(r.Outcome), string(r.FailedStep()))
 	gauge(c.checkDuration, r.Duration.Seconds())
 	gauge(c.lastRun, unixSeconds(r.Start.Add(r.Duration)))
 	if r.Token.Active != nil {
@@ -317,18 +360,6 @@ func infoLabels(info checks.Info) (names, values []string) {
 		values = append(values, info.Labels[k])
 	}
 	return names, values
-}
-
-// copyInfo detaches the labels map from the caller's, which may change on reload.
-func copyInfo(info checks.Info) checks.Info {
-	if info.Labels != nil {
-		labels := make(map[string]string, len(info.Labels))
-		for k, v := range info.Labels {
-			labels[k] = v
-		}
-		info.Labels = labels
-	}
-	return info
 }
 
 func boolValue(b bool) float64 {

@@ -1,10 +1,12 @@
 package notify
 
 import (
+	"encoding/base64"
+	"os"
+
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,28 +16,64 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	promconfig "github.com/prometheus/common/config"
+
+	"github.com/tokenwatch/tokenwatch/internal/alerting"
 )
 
 // maxErrorBody bounds how much of an error answer goes into the error.
 const maxErrorBody = 256
 
-// NewHTTPClient returns the client of one destination: its own TLS
-// settings (nil: defaults), a timeout per request, keep-alive, and no
-// redirects, which would carry the Authorization header elsewhere.
-func NewHTTPClient(tlsConfig *tls.Config, timeout time.Duration) *http.Client {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.Proxy = http.ProxyFromEnvironment
-	if tlsConfig != nil {
-		tr.TLSClientConfig = tlsConfig.Clone()
+// NewHTTPClient returns the client of one destination from its HTTP client
+// settings (prometheus/common: basic auth, authorization, TLS, proxy; files
+// re-read when they change), with a timeout per request, keep-alive, and no
+// redirects, which would carry the Authorization header elsewhere. It also
+// returns the credential values that must never appear in an error.
+func NewHTTPClient(cfg promconfig.HTTPClientConfig, name string, timeout time.Duration) (*http.Client, []string, error) {
+	cfg.FollowRedirects = false
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
 	}
-	tr.MaxIdleConnsPerHost = 2
-	return &http.Client{
-		Transport: tr,
-		Timeout:   timeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		},
+	client, err := promconfig.NewClientFromConfig(cfg, name)
+	if err != nil {
+		return nil, nil, err
 	}
+	client.Timeout = timeout
+	return client, credentials(cfg), nil
+}
+
+// credentials lists the secret values of cfg, read from their files too.
+func credentials(cfg promconfig.HTTPClientConfig) []string {
+	var out []string
+	add := func(v promconfig.Secret, file string) {
+		if v != "" {
+			out = append(out, string(v))
+		}
+		if file != "" {
+			if b, err := os.ReadFile(file); err == nil {
+				out = append(out, strings.TrimSpace(string(b)))
+			}
+		}
+	}
+	if b := cfg.BasicAuth; b != nil {
+		n := len(out)
+		add(b.Password, b.PasswordFile)
+		// The Authorization header as sent, should an answer echo it.
+		for _, pw := range out[n:] {
+			out = append(out, base64.StdEncoding.EncodeToString([]byte(string(b.Username)+":"+pw)))
+		}
+	}
+	if a := cfg.Authorization; a != nil {
+		add(a.Credentials, a.CredentialsFile)
+	}
+	add(cfg.BearerToken, cfg.BearerTokenFile)
+	for _, vs := range cfg.ProxyConnectHeader {
+		for _, v := range vs {
+			add(v, "")
+		}
+	}
+	return out
 }
 
 // Request is one POST of a JSON body to a destination.
@@ -134,7 +172,7 @@ func URLSecrets(u *url.URL) []string {
 
 // DestinationName names a destination for metrics and logs: its kind, its
 // host, and the first 8 hex digits of the SHA-256 of its URL (without user
-// info, normalized as in NormalizeURL), e.g.
+// info, normalized as in alerting.NormalizeURL), e.g.
 // "webhook/hooks.example.com/1f2e3d4c". The name depends on the URL alone,
 // not on the destination's position in the configuration, so a reload that
 // removes another destination on the same host leaves it, and its queue,
@@ -145,31 +183,8 @@ func DestinationName(kind, rawURL string) string {
 	if err != nil || u.Host == "" {
 		return kind + "/invalid-url"
 	}
-	sum := sha256.Sum256([]byte(NormalizeURL(u)))
+	sum := sha256.Sum256([]byte(alerting.NormalizeURL(u)))
 	return kind + "/" + strings.ToLower(u.Host) + "/" + hex.EncodeToString(sum[:4])
-}
-
-// NormalizeURL returns the URL as a destination is told apart by: scheme
-// and host in lower case, the scheme's default port dropped, no trailing
-// slash, no user info (a rotated password is the same destination).
-func NormalizeURL(u *url.URL) string {
-	n := *u
-	n.User = nil
-	n.Scheme = strings.ToLower(n.Scheme)
-	host, port := strings.ToLower(n.Hostname()), n.Port()
-	if (n.Scheme == "http" && port == "80") || (n.Scheme == "https" && port == "443") {
-		port = ""
-	}
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	if port != "" {
-		host += ":" + port
-	}
-	n.Host = host
-	n.Path = strings.TrimSuffix(n.Path, "/")
-	n.RawPath = strings.TrimSuffix(n.RawPath, "/")
-	return n.String()
 }
 
 // ParseURL reads a destination's URL, which must be absolute http(s); kind

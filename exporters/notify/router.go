@@ -7,8 +7,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
 	"github.com/tokenwatch/tokenwatch/internal/alerting"
 )
 
@@ -20,18 +22,33 @@ const (
 	DefaultMaxBackoff    = 15 * time.Second
 )
 
-// Values of the result label of tokenwatch_notifications_total, which
-// counts alerts (not requests).
+// The delivery metrics count alerts, not requests, as Alertmanager's do:
+// tokenwatch_notifications_total the alerts of every attempt (retries
+// included), tokenwatch_notifications_failed_total those of the attempts
+// that failed, and tokenwatch_notifications_dropped_total the alerts given
+// up, by reason. Accepted alerts are total minus failed; a failed attempt
+// is retried, so a failure is not a loss: a drop is.
+
+// Values of the reason label of tokenwatch_notifications_dropped_total.
 const (
-	// ResultSuccess: the destination accepted the alert.
-	ResultSuccess = "success"
-	// ResultFailure: an attempt to send the alert failed; it is retried
-	// unless the destination refused it for good, which also counts dropped.
-	ResultFailure = "failure"
-	// ResultDropped: the alert was given up for this destination: refused
-	// (4xx), pushed out of a full queue, or still queued at shutdown.
-	ResultDropped = "dropped"
+	// DropRefused: the destination refused the alert for good (a 4xx other
+	// than 429), so it is not retried.
+	DropRefused = "refused"
+	// DropQueueFull: pushed out of a full queue, or not let in (see Router).
+	DropQueueFull = "queue_full"
+	// DropShutdown: still queued, or in flight, when tokenwatch shut down
+	// after its grace period or a reload removed the destination.
+	DropShutdown = "shutdown"
 )
+
+// dropReasons are the values of the reason label, each exported from the
+// start so that a rate over them starts from zero.
+var dropReasons = []string{DropRefused, DropQueueFull, DropShutdown}
+
+// backoffJitter is how far, as a fraction, a wait between retries is drawn
+// around the doubling interval, so that tokenwatch instances (shards) whose
+// Alertmanager comes back do not all retry in the same instant.
+const backoffJitter = 0.2
 
 // Destination is one place alerts go.
 type Destination struct {
@@ -54,8 +71,9 @@ type RouterOptions struct {
 	QueueCapacity int
 	// MaxBatch is the most alerts sent in one request.
 	MaxBatch int
-	// MinBackoff and MaxBackoff bound the wait between retries, which
-	// doubles after each failed attempt.
+	// MinBackoff is the wait before the first retry, and MaxBackoff the
+	// longest: the wait doubles after each further failed attempt, drawn
+	// at random within ±20% (jitter), and never exceeds MaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
 }
 
@@ -67,8 +85,9 @@ type RouterOptions struct {
 // newer firing message replaces a queued one of the same alert (fingerprint),
 // and a resolve replaces a queued firing one; a firing message never replaces
 // a queued resolve but queues behind it. Failed attempts are retried with
-// exponential backoff when the destination is down or overloaded (network
-// errors, 429, 5xx) and dropped when it refused them (other 4xx).
+// exponential backoff and jitter (cenkalti/backoff, as Alertmanager uses)
+// when the destination is down or overloaded (network errors, 429, 5xx)
+// and dropped when it refused them (other 4xx).
 //
 // When a queue is full, room is made by dropping, in this order: the oldest
 // queued re-send of a firing alert; the new message itself if it is a
@@ -77,10 +96,12 @@ type RouterOptions struct {
 // message per alert), so a destination that comes back learns of every
 // resolve.
 type Router struct {
-	opts   RouterOptions
-	logger *slog.Logger
-	total  *prometheus.CounterVec
-	queued *prometheus.GaugeVec
+	opts    RouterOptions
+	logger  *slog.Logger
+	total   *prometheus.CounterVec
+	failed  *prometheus.CounterVec
+	dropped *prometheus.CounterVec
+	queued  *prometheus.GaugeVec
 
 	mu      sync.Mutex
 	dests   map[string]*dispatcher
@@ -117,8 +138,16 @@ func NewRouter(opts RouterOptions) *Router {
 		logger: opts.Logger,
 		total: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokenwatch_notifications_total",
-			Help: "Alerts handed to a destination, by result: success (accepted), failure (an attempt failed), dropped (given up).",
-		}, []string{"destination", "result"}),
+			Help: "Alerts sent to a destination: the alerts of every attempt, retries included.",
+		}, []string{"destination"}),
+		failed: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenwatch_notifications_failed_total",
+			Help: "Alerts of the attempts that failed; they are retried unless the destination refused them, which drops them.",
+		}, []string{"destination"}),
+		dropped: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenwatch_notifications_dropped_total",
+			Help: "Alerts given up for a destination, by reason: refused (not retried), queue_full, shutdown (still queued when tokenwatch stopped or the destination was removed).",
+		}, []string{"destination", "reason"}),
 		queued: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tokenwatch_notification_queue_length",
 			Help: "Alerts waiting to be sent to a destination.",
@@ -165,8 +194,10 @@ func (r *Router) Update(dests []Destination) (added []string) {
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			if _, back := r.dests[name]; !back {
-				for _, res := range []string{ResultSuccess, ResultFailure, ResultDropped} {
-					r.total.DeleteLabelValues(name, res)
+				r.total.DeleteLabelValues(name)
+				r.failed.DeleteLabelValues(name)
+				for _, reason := range dropReasons {
+					r.dropped.DeleteLabelValues(name, reason)
 				}
 				r.queued.DeleteLabelValues(name)
 			}
@@ -242,8 +273,10 @@ func (r *Router) newDispatcher(dest Destination) *dispatcher {
 		notifier: dest.Notifier,
 		resends:  dest.Resends,
 	}
-	for _, res := range []string{ResultSuccess, ResultFailure, ResultDropped} {
-		r.total.WithLabelValues(dest.Name, res)
+	r.total.WithLabelValues(dest.Name)
+	r.failed.WithLabelValues(dest.Name)
+	for _, reason := range dropReasons {
+		r.dropped.WithLabelValues(dest.Name, reason)
 	}
 	r.queued.WithLabelValues(dest.Name).Set(0)
 	go d.run()
@@ -282,9 +315,10 @@ func (d *dispatcher) update(dest Destination) {
 
 func (d *dispatcher) drain() { d.drainOnce.Do(func() { close(d.draining) }) }
 
-func (d *dispatcher) count(result string, n int) {
+// drop counts n alerts given up for reason.
+func (d *dispatcher) drop(reason string, n int) {
 	if n > 0 {
-		d.r.total.WithLabelValues(d.name, result).Add(float64(n))
+		d.r.dropped.WithLabelValues(d.name, reason).Add(float64(n))
 	}
 }
 
@@ -318,7 +352,7 @@ func (d *dispatcher) addLocked(m alerting.Message) {
 		}
 	}
 	if d.queue.len() >= d.r.opts.QueueCapacity && !d.makeRoomLocked(m) {
-		d.count(ResultDropped, 1)
+		d.drop(DropQueueFull, 1)
 		d.logger.Warn("alert queue full; dropped a firing alert re-send", "alertname", m.Alert.Name())
 		return
 	}
@@ -329,7 +363,7 @@ func (d *dispatcher) addLocked(m alerting.Message) {
 // message m. It reports false when m itself is to be dropped.
 func (d *dispatcher) makeRoomLocked(m alerting.Message) bool {
 	drop := func(e *entry) bool {
-		d.count(ResultDropped, 1)
+		d.drop(DropQueueFull, 1)
 		d.logger.Warn("alert queue full; dropped the oldest queued firing alert", "alertname", e.msg.Alert.Name())
 		d.queue.remove(e)
 		return true
@@ -356,7 +390,7 @@ func (d *dispatcher) next() ([]alerting.Message, Notifier) {
 	for {
 		d.mu.Lock()
 		if d.ctx.Err() != nil {
-			d.count(ResultDropped, d.queue.len())
+			d.drop(DropShutdown, d.queue.len())
 			d.queue.clear()
 			d.queuedChangedLocked()
 			d.mu.Unlock()
@@ -393,7 +427,7 @@ func (d *dispatcher) next() ([]alerting.Message, Notifier) {
 func (d *dispatcher) run() {
 	defer close(d.done)
 	defer d.cancel()
-	backoff := d.r.opts.MinBackoff
+	wait := newRetryBackoff(d.r.opts.MinBackoff, d.r.opts.MaxBackoff)
 	// draining cuts one backoff short: at shutdown the grace period is
 	// shorter than MaxBackoff, and a queued resolve must not wait it out.
 	// After that the channel is nil and the backoff runs its course again,
@@ -408,9 +442,9 @@ func (d *dispatcher) run() {
 		for i, m := range batch {
 			alerts[i] = m.Alert
 		}
+		d.r.total.WithLabelValues(d.name).Add(float64(len(batch)))
 		retry, err := notifier.Notify(d.ctx, alerts...)
 		if err == nil {
-			d.count(ResultSuccess, len(batch))
 			d.mu.Lock()
 			recovered := d.failing
 			d.failing = false
@@ -423,15 +457,17 @@ func (d *dispatcher) run() {
 					m.Accepted(d.name)
 				}
 			}
-			backoff = d.r.opts.MinBackoff
+			wait.reset()
 			continue
 		}
-		d.count(ResultFailure, len(batch))
-		if !retry || d.ctx.Err() != nil {
-			d.count(ResultDropped, len(batch))
-			if d.ctx.Err() == nil {
-				d.logger.Error("alert destination refused the notification; not retried", "alerts", len(batch), "err", err)
-			}
+		d.r.failed.WithLabelValues(d.name).Add(float64(len(batch)))
+		if d.ctx.Err() != nil {
+			d.drop(DropShutdown, len(batch))
+			continue
+		}
+		if !retry {
+			d.drop(DropRefused, len(batch))
+			d.logger.Error("alert destination refused the notification; not retried", "alerts", len(batch), "err", err)
 			continue
 		}
 		d.mu.Lock()
@@ -439,19 +475,19 @@ func (d *dispatcher) run() {
 		d.failing = true
 		d.requeueLocked(batch)
 		d.mu.Unlock()
+		backoff := wait.next()
 		if first {
-			d.logger.Warn("sending alerts failed; retrying with backoff", "alerts", len(batch), "err", err)
+			d.logger.Warn("sending alerts failed; retrying with backoff", "alerts", len(batch), "err", err, "backoff", backoff)
 		} else {
 			d.logger.Debug("sending alerts failed again", "alerts", len(batch), "err", err, "backoff", backoff)
 		}
 		t := time.NewTimer(backoff)
 		select {
 		case <-t.C:
-			backoff = min(2*backoff, d.r.opts.MaxBackoff)
 		case <-draining:
 			t.Stop()
 			draining = nil
-			backoff = d.r.opts.MinBackoff
+			wait.reset()
 		case <-d.ctx.Done():
 			t.Stop()
 		}
@@ -483,8 +519,34 @@ func (d *dispatcher) requeueLocked(batch []alerting.Message) {
 		if e == nil {
 			break
 		}
-		d.count(ResultDropped, 1)
+		d.drop(DropQueueFull, 1)
 		d.queue.remove(e)
 	}
 	d.queuedChangedLocked()
 }
+
+// retryBackoff is the wait between attempts at a destination that is down:
+// exponential with jitter, from MinBackoff doubling after each failed
+// attempt, each wait drawn within ±backoffJitter of the interval and never
+// above MaxBackoff. Used by one delivery goroutine only.
+type retryBackoff struct {
+	exp *backoff.ExponentialBackOff
+	max time.Duration
+}
+
+func newRetryBackoff(minWait, maxWait time.Duration) *retryBackoff {
+	exp := &backoff.ExponentialBackOff{
+		InitialInterval:     minWait,
+		RandomizationFactor: backoffJitter,
+		Multiplier:          2,
+		MaxInterval:         maxWait,
+	}
+	exp.Reset()
+	return &retryBackoff{exp: exp, max: maxWait}
+}
+
+// next returns the wait before the next attempt and lengthens the one after.
+func (b *retryBackoff) next() time.Duration { return min(b.exp.NextBackOff(), b.max) }
+
+// reset starts again from MinBackoff, after a success.
+func (b *retryBackoff) reset() { b.exp.Reset() }

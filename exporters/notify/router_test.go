@@ -8,11 +8,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/tokenwatch/tokenwatch/internal/alerting"
+	"github.com/tokenwatch/tokenwatch/internal/e2etest"
 )
 
 // fakeNotifier records the batches it is given and answers from a script.
@@ -89,13 +91,16 @@ func fastRouter(t *testing.T, reg prometheus.Registerer, capacity int) *Router {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
+	e2etest.WaitFor(t, 5*time.Second, what, cond)
+}
+
+// dropped sums the destination's drops over every reason.
+func dropped(r *Router, name string) float64 {
+	var n float64
+	for _, reason := range dropReasons {
+		n += testutil.ToFloat64(r.dropped.WithLabelValues(name, reason))
 	}
+	return n
 }
 
 func (r *Router) queueOf(name string) []string {
@@ -146,11 +151,12 @@ func TestRouterDeliversToEveryDestination(t *testing.T) {
 	if got := hook.sent(); !slices.Equal(got, []string{"firing:TokenIntrospectionInactive"}) {
 		t.Errorf("webhook got %v; it wants no re-sends", got)
 	}
-	if got := testutil.ToFloat64(r.total.WithLabelValues("alertmanager/a:9093", ResultSuccess)); got != 2 {
-		t.Errorf("success count = %v, want 2", got)
+	if got, failed := testutil.ToFloat64(r.total.WithLabelValues("alertmanager/a:9093")), testutil.ToFloat64(r.failed.WithLabelValues("alertmanager/a:9093")); got != 2 || failed != 0 {
+		t.Errorf("sent = %v, failed = %v; want 2 sent, none failed", got, failed)
 	}
-	if n, err := testutil.GatherAndCount(reg, "tokenwatch_notifications_total", "tokenwatch_notification_queue_length"); err != nil || n != 12 {
-		t.Errorf("series = %d (%v), want 3 results + 1 queue length for each of 3 destinations", n, err)
+	if n, err := testutil.GatherAndCount(reg, "tokenwatch_notifications_total", "tokenwatch_notifications_failed_total",
+		"tokenwatch_notifications_dropped_total", "tokenwatch_notification_queue_length"); err != nil || n != 18 {
+		t.Errorf("series = %d (%v), want sent, failed, 3 drop reasons and queue length for each of 3 destinations", n, err)
 	}
 }
 
@@ -171,26 +177,36 @@ func TestRouterRetriesUntilAccepted(t *testing.T) {
 	if got := len(n.sent()); got != 4 {
 		t.Errorf("attempts = %d, want 4 (3 failures then success)", got)
 	}
-	if f := testutil.ToFloat64(r.total.WithLabelValues("am", ResultFailure)); f != 3 {
-		t.Errorf("failure count = %v, want 3", f)
+	if n, f := testutil.ToFloat64(r.total.WithLabelValues("am")), testutil.ToFloat64(r.failed.WithLabelValues("am")); n != 4 || f != 3 {
+		t.Errorf("sent = %v, failed = %v; want 4 sent, 3 failed", n, f)
 	}
-	if d := testutil.ToFloat64(r.total.WithLabelValues("am", ResultDropped)); d != 0 {
-		t.Errorf("dropped count = %v, want 0", d)
+	if d := dropped(r, "am"); d != 0 {
+		t.Errorf("dropped = %v, want 0: failures that were retried are not drops", d)
 	}
 }
 
+// In a synctest bubble (the fake notifier does no I/O): "no retry ever" is
+// checked after ten times the longest backoff has passed, at no real cost.
 func TestRouterDoesNotRetryRefusals(t *testing.T) {
-	r := fastRouter(t, nil, 0)
-	n := &fakeNotifier{answers: []answer{{false, errors.New("HTTP 400: bad alert")}}}
-	r.Update([]Destination{{Name: "am", Notifier: n}})
-	r.Send(firing("A"))
-	waitFor(t, "the drop", func() bool { return testutil.ToFloat64(r.total.WithLabelValues("am", ResultDropped)) == 1 })
-	r.Send(firing("B"))
-	waitFor(t, "the next alert", func() bool { return len(n.sent()) == 2 })
-	time.Sleep(20 * time.Millisecond)
-	if got := n.sent(); !slices.Equal(got, []string{"firing:A", "firing:B"}) {
-		t.Errorf("sent %v: a refused alert must not be retried", got)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r := fastRouter(t, nil, 0)
+		n := &fakeNotifier{answers: []answer{{false, errors.New("HTTP 400: bad alert")}}}
+		r.Update([]Destination{{Name: "am", Notifier: n}})
+		r.Send(firing("A"))
+		synctest.Wait()
+		if got := testutil.ToFloat64(r.dropped.WithLabelValues("am", DropRefused)); got != 1 {
+			t.Fatalf("dropped as refused = %v, want 1", got)
+		}
+		if f, d := testutil.ToFloat64(r.failed.WithLabelValues("am")), dropped(r, "am"); f != 1 || d != 1 {
+			t.Errorf("failed = %v, dropped = %v; want one of each, in their own counters", f, d)
+		}
+		r.Send(firing("B"))
+		time.Sleep(10 * r.opts.MaxBackoff)
+		synctest.Wait()
+		if got := n.sent(); !slices.Equal(got, []string{"firing:A", "firing:B"}) {
+			t.Errorf("sent %v: a refused alert must not be retried", got)
+		}
+	})
 }
 
 // A newer state of an alert replaces a queued older one, but a firing
@@ -252,8 +268,8 @@ func TestRouterFullQueueDropsFiringNeverResolves(t *testing.T) {
 			t.Fatalf("step %d: queue = %v, want %v", i, got, s.want)
 		}
 	}
-	if d := testutil.ToFloat64(r.total.WithLabelValues("am", ResultDropped)); d != 5 {
-		t.Errorf("dropped = %v, want 5 (B, E, A, F, H)", d)
+	if d := testutil.ToFloat64(r.dropped.WithLabelValues("am", DropQueueFull)); d != 5 || dropped(r, "am") != 5 {
+		t.Errorf("dropped for a full queue = %v, want 5 (B, E, A, F, H)", d)
 	}
 	if q := testutil.ToFloat64(r.queued.WithLabelValues("am")); q != 4 {
 		t.Errorf("queue length gauge = %v, want 4", q)
@@ -329,7 +345,7 @@ func TestRouterStopDrainsQueues(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("Stop took %s", d)
 	}
-	if d := testutil.ToFloat64(r.total.WithLabelValues("am", ResultDropped)); d != 1 {
+	if d := testutil.ToFloat64(r.dropped.WithLabelValues("am", DropShutdown)); d != 1 || dropped(r, "am") != 1 {
 		t.Errorf("dropped at shutdown = %v, want 1", d)
 	}
 }
@@ -350,8 +366,37 @@ func TestRouterStopCutsBackoffShort(t *testing.T) {
 	if got := n.sent(); !slices.Equal(got, []string{"resolved:A", "resolved:A"}) {
 		t.Errorf("sent %v; the queued resolve was not retried at shutdown", got)
 	}
-	if d := testutil.ToFloat64(r.total.WithLabelValues("webhook", ResultDropped)); d != 0 {
+	if d := dropped(r, "webhook"); d != 0 {
 		t.Errorf("dropped at shutdown = %v, want 0", d)
+	}
+}
+
+// The wait between retries doubles from MinBackoff, each drawn within
+// ±20% of its interval (jitter), never above MaxBackoff, and starts again
+// from MinBackoff after a reset (a success, or draining at shutdown).
+func TestRetryBackoffDoublesWithJitterUpToMax(t *testing.T) {
+	const minWait, maxWait = 100 * time.Millisecond, time.Second
+	firsts := map[time.Duration]bool{}
+	for range 200 {
+		b := newRetryBackoff(minWait, maxWait)
+		for round := range 2 {
+			interval := minWait
+			for attempt := range 8 {
+				got := b.next()
+				lo, hi := time.Duration(float64(interval)*(1-backoffJitter)), min(time.Duration(float64(interval)*(1+backoffJitter))+1, maxWait)
+				if got < lo || got > hi {
+					t.Fatalf("round %d, attempt %d: wait %s, want within [%s, %s]", round, attempt, got, lo, hi)
+				}
+				if attempt == 0 {
+					firsts[got] = true
+				}
+				interval = min(2*interval, maxWait)
+			}
+			b.reset()
+		}
+	}
+	if len(firsts) < 50 {
+		t.Errorf("only %d distinct first waits in 400 draws: no jitter", len(firsts))
 	}
 }
 

@@ -8,11 +8,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"html/template"
+	"maps"
 	"net/http"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tokenwatch/tokenwatch/checks"
@@ -44,8 +44,33 @@ type OrgList struct {
 	Orgs []OrgState `json:"orgs"`
 }
 
+// Org is one configured org as the Page reads it at each request: its
+// identity and its last result.
+type Org struct {
+	Info checks.Info
+	// Last is the org's last result; nil until its first check finished.
+	// Results are never modified once given.
+	Last *checks.Result
+}
+
+// Source lists the configured orgs with their last results. The agent owns
+// them (cmd adapts it); the Page only reads them, on every request, so an
+// org removed by a reload disappears from the page at once, and a result
+// that reaches the agent after its org was removed never shows.
+type Source interface {
+	Orgs() []Org
+}
+
+// SourceFunc adapts a function to Source.
+type SourceFunc func() []Org
+
+// Orgs implements Source.
+func (f SourceFunc) Orgs() []Org { return f() }
+
 // PageOptions configure a Page.
 type PageOptions struct {
+	// Source lists the orgs to show; none when nil.
+	Source Source
 	// Title heads the page; "tokenwatch" when empty.
 	Title string
 	// Version is shown next to the title, e.g. the build version.
@@ -59,22 +84,22 @@ type PageOptions struct {
 //go:embed page.html
 var templates embed.FS
 
-// Page keeps the last result of every configured org and serves it as HTML
-// and JSON. SetOrgs, Observe and the handlers are safe for concurrent use.
+// Page serves the state of every configured org, read from its Source at
+// each request, as HTML and JSON. It keeps nothing of its own; the handlers
+// are safe for concurrent use.
 type Page struct {
+	src     Source
 	title   string
 	version string
 	clock   func() time.Time
 	firing  func() map[string][]string
 	tmpl    *template.Template
-
-	mu   sync.RWMutex
-	orgs map[string]*OrgState
 }
 
-// NewPage returns a Page with no orgs.
+// NewPage returns a Page of the orgs opts.Source lists.
 func NewPage(opts PageOptions) *Page {
 	p := &Page{
+		src:     opts.Source,
 		title:   opts.Title,
 		version: opts.Version,
 		clock:   opts.Clock,
@@ -82,7 +107,6 @@ func NewPage(opts PageOptions) *Page {
 		// The template is part of the binary; a parse error is a build
 		// defect that every test run catches.
 		tmpl: template.Must(template.ParseFS(templates, "page.html")),
-		orgs: map[string]*OrgState{},
 	}
 	if p.title == "" {
 		p.title = "tokenwatch"
@@ -93,56 +117,29 @@ func NewPage(opts PageOptions) *Page {
 	return p
 }
 
-// SetOrgs replaces the set of orgs. Orgs missing from infos disappear; orgs
-// that stay keep their last result and take the identity given here.
-func (p *Page) SetOrgs(infos []checks.Info) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	next := make(map[string]*OrgState, len(infos))
-	for _, info := range infos {
-		st := &OrgState{
-			Name:     info.Name,
-			Provider: info.Provider,
-			Grant:    info.Grant,
-			Labels:   make(map[string]string, len(info.Labels)),
-		}
-		for k, v := range info.Labels {
-			st.Labels[k] = v
-		}
-		if old, ok := p.orgs[info.Name]; ok {
-			st.Last = old.Last
-		}
-		next[info.Name] = st
-	}
-	p.orgs = next
-}
-
-// Observe records a finished check. A result for an org not in the current
-// set (one that finished after the org was removed) is ignored. r must not be
-// modified afterwards: the Page keeps it as the org's last result.
-func (p *Page) Observe(info checks.Info, r *checks.Result) {
-	if r == nil {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if st, ok := p.orgs[info.Name]; ok {
-		st.Last = r
-	}
-}
-
-// snapshot copies the orgs, sorted by name, so rendering runs without the lock.
+// snapshot reads the orgs from the Source, sorted by name, with their
+// state and firing alerts.
 func (p *Page) snapshot() []OrgState {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
+	var orgs []Org
+	if p.src != nil {
+		orgs = p.src.Orgs()
+	}
 	var firing map[string][]string
 	if p.firing != nil {
 		firing = p.firing()
 	}
-	out := make([]OrgState, 0, len(p.orgs))
-	for _, st := range p.orgs {
-		o := *st
-		o.State = stateOf(o.Last)
+	out := make([]OrgState, 0, len(orgs))
+	for _, org := range orgs {
+		o := OrgState{
+			Name:     org.Info.Name,
+			Provider: org.Info.Provider,
+			Grant:    org.Info.Grant,
+			// Never null in the JSON, and not the Source's map.
+			Labels: make(map[string]string, len(org.Info.Labels)),
+			State:  stateOf(org.Last),
+			Last:   org.Last,
+		}
+		maps.Copy(o.Labels, org.Info.Labels)
 		if f := firing[o.Name]; len(f) > 0 {
 			o.FiringAlerts = slices.Sorted(slices.Values(f))
 		}

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,20 +71,72 @@ func dead() *checks.Result {
 	}
 }
 
-func newTestPage() *Page {
-	p := NewPage(PageOptions{Title: "Acme tokens", Version: "v1.2.3", Clock: now})
-	p.SetOrgs(infos())
+// fakeSource stands in for the agent, the one owner of the orgs and their
+// last results: the Page reads them from it at every request.
+type fakeSource struct {
+	mu   sync.Mutex
+	orgs []Org
+}
+
+func newSource(infos ...checks.Info) *fakeSource {
+	s := &fakeSource{}
+	s.set(infos...)
+	return s
+}
+
+func (s *fakeSource) Orgs() []Org {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.orgs)
+}
+
+// set makes infos the configured orgs, as a reload of the agent does: orgs
+// that stay keep their last result, the others are forgotten.
+func (s *fakeSource) set(infos ...checks.Info) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := make([]Org, 0, len(infos))
+	for _, info := range infos {
+		o := Org{Info: info}
+		for _, old := range s.orgs {
+			if old.Info.Name == info.Name {
+				o.Last = old.Last
+			}
+		}
+		next = append(next, o)
+	}
+	s.orgs = next
+}
+
+// publish makes r the org's last result, as the agent does; the agent drops
+// the result of an org no longer configured.
+func (s *fakeSource) publish(org string, r *checks.Result) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.orgs {
+		if s.orgs[i].Info.Name == org {
+			s.orgs[i].Last = r
+		}
+	}
+}
+
+func testSource() *fakeSource {
+	src := newSource(infos()...)
 	for _, info := range infos() {
 		switch info.Name {
 		case "zeta-ok", "alpha-ok":
-			p.Observe(info, healthy(info.Name))
+			src.publish(info.Name, healthy(info.Name))
 		case "mid-gap":
-			p.Observe(info, notPermitted())
+			src.publish(info.Name, notPermitted())
 		case "x-dead":
-			p.Observe(info, dead())
+			src.publish(info.Name, dead())
 		}
 	}
-	return p
+	return src
+}
+
+func newTestPage() *Page {
+	return NewPage(PageOptions{Title: "Acme tokens", Version: "v1.2.3", Clock: now, Source: testSource()})
 }
 
 func get(t *testing.T, h http.Handler, method, target string) (*http.Response, string) {
@@ -300,8 +353,11 @@ func TestAPIEmptyIsAnEmptyList(t *testing.T) {
 	}
 }
 
-func TestSetOrgsAndLateResults(t *testing.T) {
-	p := newTestPage()
+// The Page shows what its Source lists, at each request: the orgs a reload
+// keeps with their results, none that it removed.
+func TestPageFollowsTheSource(t *testing.T) {
+	src := testSource()
+	p := NewPage(PageOptions{Clock: now, Source: src})
 	names := func() []string {
 		var out []string
 		_, body := get(t, p.API(), http.MethodGet, "/api/v1/orgs")
@@ -320,16 +376,16 @@ func TestSetOrgsAndLateResults(t *testing.T) {
 		want []string
 	}{
 		{"a removed org disappears, the others keep their results", func() {
-			p.SetOrgs(infos()[:3])
+			src.set(infos()[:3]...)
 		}, []string{"alpha-ok:ok", "mid-gap:failing", "zeta-ok:ok"}},
 		{"a late result of a removed org is ignored", func() {
-			p.Observe(checks.Info{Name: "x-dead"}, dead())
+			src.publish("x-dead", dead())
 		}, []string{"alpha-ok:ok", "mid-gap:failing", "zeta-ok:ok"}},
 		{"a new result replaces the last one", func() {
-			p.Observe(checks.Info{Name: "mid-gap"}, healthy("mid-gap"))
+			src.publish("mid-gap", healthy("mid-gap"))
 		}, []string{"alpha-ok:ok", "mid-gap:ok", "zeta-ok:ok"}},
 		{"an org added again starts pending", func() {
-			p.SetOrgs(infos())
+			src.set(infos()...)
 		}, []string{"alpha-ok:ok", "mid-gap:ok", "new-org:pending", "x-dead:pending", "zeta-ok:ok"}},
 	}
 	for _, s := range steps {
@@ -341,7 +397,7 @@ func TestSetOrgsAndLateResults(t *testing.T) {
 		})
 	}
 	t.Run("the removed org is gone from the page too", func(t *testing.T) {
-		p.SetOrgs(infos()[:1])
+		src.set(infos()[:1]...)
 		_, body := get(t, p.HTML(), http.MethodGet, "/")
 		if strings.Contains(body, "mid-gap") {
 			t.Error("the page still shows a removed org")
@@ -390,11 +446,11 @@ func TestMilliseconds(t *testing.T) {
 }
 
 func TestFiringAlertsShown(t *testing.T) {
-	p := NewPage(PageOptions{Firing: func() map[string][]string {
+	src := newSource(checks.Info{Name: "acme", Provider: "salesforce", Grant: "password"}, checks.Info{Name: "calm"})
+	src.publish("acme", &checks.Result{Org: "acme", Outcome: checks.OutcomeIntrospectionNotPermitted, Start: time.Now()})
+	p := NewPage(PageOptions{Source: src, Firing: func() map[string][]string {
 		return map[string][]string{"acme": {"TokenIntrospectionInactive", "TokenAcquisitionFailed"}, "gone": {"X"}}
 	}})
-	p.SetOrgs([]checks.Info{{Name: "acme", Provider: "salesforce", Grant: "password"}, {Name: "calm"}})
-	p.Observe(checks.Info{Name: "acme"}, &checks.Result{Org: "acme", Outcome: checks.OutcomeIntrospectionNotPermitted, Start: time.Now()})
 
 	rec := httptest.NewRecorder()
 	p.API().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/orgs", nil))
@@ -419,14 +475,14 @@ func TestFiringAlertsShown(t *testing.T) {
 // A result read back from the store after a restart says so, and so does an
 // org that backs off after a rejected login, with the time of its next login.
 func TestLoadedAndBackingOffShown(t *testing.T) {
-	p := NewPage(PageOptions{Clock: now})
-	p.SetOrgs([]checks.Info{{Name: "restored"}, {Name: "locked-out"}})
+	src := newSource(checks.Info{Name: "restored"}, checks.Info{Name: "locked-out"})
+	p := NewPage(PageOptions{Clock: now, Source: src})
 	loaded := healthy("restored")
 	loaded.Loaded = true
-	p.Observe(checks.Info{Name: "restored"}, loaded)
+	src.publish("restored", loaded)
 	rejected := &checks.Result{Org: "locked-out", Start: now().Add(-time.Minute), Duration: time.Second,
 		Outcome: checks.OutcomeGrantRejected, NextAttempt: now().Add(4 * time.Minute)}
-	p.Observe(checks.Info{Name: "locked-out"}, rejected)
+	src.publish("locked-out", rejected)
 	_, body := get(t, p.HTML(), http.MethodGet, "/")
 	for _, want := range []string{">12s ago (before the restart)</td>", "59s ago; backing off, next login 2026-01-02T12:04:00Z</td>"} {
 		if !strings.Contains(body, want) {

@@ -8,16 +8,16 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
 
+	promconfig "github.com/prometheus/common/config"
+
 	"github.com/prometheus/common/model"
 
-	"github.com/tokenwatch/tokenwatch/checks"
 	"github.com/tokenwatch/tokenwatch/exporters/notify"
 	"github.com/tokenwatch/tokenwatch/internal/alerting"
 )
@@ -36,15 +36,17 @@ var groupBy = []string{"alertname", "org"}
 type Options struct {
 	URL string
 	// Secret keys the signature header; no header when empty.
-	Secret checks.Secret
+	Secret string
 	// SendResolved sends resolved alerts too; otherwise they are left out.
 	SendResolved bool
 	// Receiver names the receiver in the payload; "tokenwatch" when empty.
 	Receiver string
-	// ExternalURL is where people can see the alerts (the tokenwatch status page).
+	// ExternalURL is the payload's externalURL: the URL under which
+	// tokenwatch is reached (--web.external-url), whose status page shows
+	// the alerts, as Alertmanager puts its own external URL there.
 	ExternalURL string
-	// TLS is the client TLS configuration; nil means the system defaults.
-	TLS *tls.Config
+	// HTTPClient holds the TLS and proxy settings.
+	HTTPClient promconfig.HTTPClientConfig
 	// Timeout bounds one request; 10s when zero.
 	Timeout   time.Duration
 	UserAgent string
@@ -92,18 +94,22 @@ func New(o Options) (*Notifier, error) {
 	if o.Receiver == "" {
 		o.Receiver = "tokenwatch"
 	}
+	client, secrets, err := notify.NewHTTPClient(o.HTTPClient, "webhook", o.Timeout)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: %w", err)
+	}
 	n := &Notifier{
 		url:          o.URL,
 		sendResolved: o.SendResolved,
 		receiver:     o.Receiver,
 		externalURL:  o.ExternalURL,
 		header:       http.Header{},
-		client:       notify.NewHTTPClient(o.TLS, o.Timeout),
+		client:       client,
 	}
-	n.secrets = notify.URLSecrets(u)
+	n.secrets = append(secrets, notify.URLSecrets(u)...)
 	if o.Secret != "" {
-		n.secret = []byte(o.Secret.Reveal())
-		n.secrets = append(n.secrets, o.Secret.Reveal())
+		n.secret = []byte(o.Secret)
+		n.secrets = append(n.secrets, o.Secret)
 	}
 	if o.UserAgent != "" {
 		n.header.Set("User-Agent", o.UserAgent)

@@ -228,6 +228,9 @@ func TestSignature(t *testing.T) {
 	if !strings.HasPrefix(sig, "sha256=") || len(sig) != len("sha256=")+64 {
 		t.Fatalf("signature header = %q", sig)
 	}
+	if want := Sign([]byte(canaryKey), h.bodies[0]); sig != want {
+		t.Errorf("signature header = %q, want %q, the signature of the body sent", sig, want)
+	}
 	if !Verify([]byte(canaryKey), h.bodies[0], sig) {
 		t.Errorf("the signature does not verify with the key")
 	}
@@ -242,6 +245,28 @@ func TestSignature(t *testing.T) {
 	for i, b := range h.bodies {
 		if strings.Contains(string(b), canaryKey) || strings.Contains(h.headers[i].Get(SignatureHeader), canaryKey) {
 			t.Errorf("request %d carries the HMAC key", i)
+		}
+	}
+}
+
+// Sign is checked against known answers computed outside Go, so that Sign
+// and Verify cannot agree on a wrong algorithm. The first vector is RFC 4231,
+// test case 2; the second was computed once with
+//
+//	printf '%s' '{"version":"4","status":"firing","receiver":"tokenwatch"}' |
+//	  openssl dgst -sha256 -hmac 'CANARYwebhookHMACkey9f8e'
+func TestSignKnownAnswers(t *testing.T) {
+	for _, tc := range []struct{ key, body, want string }{
+		{"Jefe", "what do ya want for nothing?",
+			"sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"},
+		{canaryKey, `{"version":"4","status":"firing","receiver":"tokenwatch"}`,
+			"sha256=d3b9b75430846296251f820dab773c4ff8366658442711d069c846f43d3c9a57"},
+	} {
+		if got := Sign([]byte(tc.key), []byte(tc.body)); got != tc.want {
+			t.Errorf("Sign(%q, %q) = %s, want %s", tc.key, tc.body, got, tc.want)
+		}
+		if !Verify([]byte(tc.key), []byte(tc.body), tc.want) {
+			t.Errorf("Verify refuses the known answer for %q", tc.body)
 		}
 	}
 }

@@ -342,8 +342,10 @@ func agentRow(b *dashboard.DashboardBuilder) {
 		Decimals(0).Min(0))
 
 	b.WithPanel(bars("Notifications",
-		"Alert notifications per second, by destination (Alertmanager, webhook) and result. Failures mean alerts do not reach people.", "ops", 8, 7,
-		query("A", `sum by (destination, result) (rate(tokenwatch_notifications_total[$__rate_interval]))`, "{{destination}} {{result}}")))
+		"Alerts sent per second, by destination (Alertmanager, webhook): accepted, failed (an attempt failed; retried unless refused) and dropped, by reason (refused, queue_full, shutdown). Failures delay alerts; drops mean alerts do not reach people.", "ops", 8, 7,
+		query("A", `sum by (destination) (rate(tokenwatch_notifications_total[$__rate_interval])) - sum by (destination) (rate(tokenwatch_notifications_failed_total[$__rate_interval]))`, "{{destination}} accepted"),
+		query("B", `sum by (destination) (rate(tokenwatch_notifications_failed_total[$__rate_interval]))`, "{{destination}} failed"),
+		query("C", `sum by (destination, reason) (rate(tokenwatch_notifications_dropped_total[$__rate_interval]))`, "{{destination}} dropped ({{reason}})")))
 	b.WithPanel(graph("Notification queue",
 		"Notifications waiting to be sent, by destination. A queue that only grows means a destination is down.", "short", 8, 7,
 		query("A", `sum by (destination) (tokenwatch_notification_queue_length)`, "{{destination}}")).

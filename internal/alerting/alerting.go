@@ -6,6 +6,8 @@ package alerting
 
 import (
 	"maps"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -27,8 +29,10 @@ type Alert struct {
 	// EndsAt is when the alert stops counting as firing: in the future for a
 	// firing alert (Alertmanager resolves it by itself if no re-send comes),
 	// the resolve time for a resolved one.
-	EndsAt       time.Time `json:"endsAt"`
-	GeneratorURL string    `json:"generatorURL"`
+	EndsAt time.Time `json:"endsAt"`
+	// GeneratorURL links to what raised the alert: the org's row on the
+	// status page under --web.external-url; empty without one.
+	GeneratorURL string `json:"generatorURL"`
 	// Fingerprint identifies the alert by its labels, as Alertmanager does.
 	Fingerprint string `json:"fingerprint"`
 }
@@ -66,4 +70,27 @@ type Message struct {
 	// Accepted, when set, is called each time a destination accepted the
 	// alert, from that destination's delivery goroutine.
 	Accepted func(destination string)
+}
+
+// NormalizeURL returns the URL as a destination is told apart by: scheme
+// and host in lower case, the scheme's default port dropped, no trailing
+// slash, no user info (a rotated password is the same destination).
+func NormalizeURL(u *url.URL) string {
+	n := *u
+	n.User = nil
+	n.Scheme = strings.ToLower(n.Scheme)
+	host, port := strings.ToLower(n.Hostname()), n.Port()
+	if (n.Scheme == "http" && port == "80") || (n.Scheme == "https" && port == "443") {
+		port = ""
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port != "" {
+		host += ":" + port
+	}
+	n.Host = host
+	n.Path = strings.TrimSuffix(n.Path, "/")
+	n.RawPath = strings.TrimSuffix(n.RawPath, "/")
+	return n.String()
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"time"
 )
@@ -26,13 +25,18 @@ const (
 	EndpointAll Endpoint = "all"
 )
 
-// Fault is a misbehaviour injected before normal handling. Latency comes
-// first; then the first that is set of Hangup, Redirect, Status and HTML
-// replaces the answer; otherwise Truncate, BadSignature and DateSkew alter
-// the normal answer.
+// Fault is a misbehaviour injected before normal handling. Latency and
+// Hold come first; then the first that is set of Hangup, Redirect, Status
+// and HTML replaces the answer; otherwise Truncate, BadSignature and
+// DateSkew alter the normal answer.
 type Fault struct {
 	// Latency is added before answering; a cancelled request stops waiting and gets no answer.
 	Latency time.Duration
+	// Hold, when not nil, keeps the request waiting (after Latency) until
+	// it is closed, so that a test can act while a request is at the
+	// server and see it arrive through Requests. Like Latency, it ends
+	// without an answer when the request is cancelled or the org closed.
+	Hold <-chan struct{}
 	// Status, when not 0, is answered with Body and ContentType instead of
 	// the normal answer. ContentType defaults to JSON when Body starts with
 	// { or [, else plain text.
@@ -118,17 +122,8 @@ func (o *Org) endpoint(e Endpoint, h http.HandlerFunc) http.Handler {
 			h(w, r)
 			return
 		}
-		if f.Latency > 0 {
-			t := time.NewTimer(f.Latency)
-			select {
-			case <-t.C:
-			case <-r.Context().Done():
-				t.Stop()
-				return
-			case <-o.done:
-				t.Stop()
-				return
-			}
+		if !o.wait(r.Context(), f) {
+			return
 		}
 		switch {
 		case f.Hangup:
@@ -151,20 +146,68 @@ func (o *Org) endpoint(e Endpoint, h http.HandlerFunc) http.Handler {
 			w.Header().Set("Content-Type", "text/html; charset=UTF-8")
 			_, _ = io.WriteString(w, maintenancePage)
 		case f.Truncate:
-			rec := httptest.NewRecorder()
+			rec := &answer{header: http.Header{}, code: http.StatusOK}
 			h(rec, r.WithContext(context.WithValue(r.Context(), faultKey{}, f)))
-			for k, v := range rec.Header() {
+			for k, v := range rec.header {
 				w.Header()[k] = v
 			}
-			body := rec.Body.Bytes()
+			body := rec.body.Bytes()
 			body = body[:len(body)/2]
 			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-			w.WriteHeader(rec.Code)
+			w.WriteHeader(rec.code)
 			_, _ = w.Write(body)
 		default:
 			h(w, r.WithContext(context.WithValue(r.Context(), faultKey{}, f)))
 		}
 	})
+}
+
+// wait holds a faulted request for its Latency, then until its Hold is
+// closed. It reports false when the request was cancelled or the org closed
+// first: then the request gets no answer.
+func (o *Org) wait(ctx context.Context, f Fault) bool {
+	if f.Latency > 0 {
+		t := time.NewTimer(f.Latency)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return false
+		case <-o.done:
+			return false
+		}
+	}
+	if f.Hold != nil {
+		select {
+		case <-f.Hold:
+		case <-ctx.Done():
+			return false
+		case <-o.done:
+			return false
+		}
+	}
+	return true
+}
+
+// answer keeps a handler's answer so that a fault can cut it before it is sent.
+type answer struct {
+	header      http.Header
+	code        int
+	wroteHeader bool
+	body        bytes.Buffer
+}
+
+func (a *answer) Header() http.Header { return a.header }
+
+func (a *answer) WriteHeader(code int) {
+	if !a.wroteHeader {
+		a.code, a.wroteHeader = code, true
+	}
+}
+
+func (a *answer) Write(p []byte) (int, error) {
+	a.wroteHeader = true
+	return a.body.Write(p)
 }
 
 // hangUp closes the connection under the request without a response.

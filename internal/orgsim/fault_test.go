@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwatch/tokenwatch/internal/e2etest"
 	"github.com/tokenwatch/tokenwatch/internal/orgsim"
 )
 
@@ -139,6 +140,41 @@ func TestFaults(t *testing.T) {
 			tt.check(t, e)
 		})
 	}
+}
+
+// A held request waits at the server, counted by Requests, until its Hold is
+// closed; Close ends a hold still going on instead of waiting for it.
+func TestHold(t *testing.T) {
+	e := newEnv(t, orgsim.Options{})
+	post := func(done chan<- int) {
+		resp, err := e.client.PostForm(e.org.URL()+"/services/oauth2/token", passwordForm(webID, webSecret))
+		if err != nil {
+			done <- 0
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}
+	hold := make(chan struct{})
+	e.org.SetFault(orgsim.EndpointToken, orgsim.Fault{Hold: hold, Remaining: 1})
+	answered := make(chan int, 1)
+	go post(answered)
+	e2etest.WaitFor(t, 10*time.Second, "the held request to arrive", func() bool { return e.org.Requests(orgsim.EndpointToken) == 1 })
+	select {
+	case status := <-answered:
+		t.Fatalf("answered %d while held", status)
+	default:
+	}
+	close(hold)
+	if status := <-answered; status != http.StatusOK {
+		t.Fatalf("after the release: status %d, want 200", status)
+	}
+
+	e.org.SetFault(orgsim.EndpointToken, orgsim.Fault{Hold: make(chan struct{})})
+	go post(answered)
+	e2etest.WaitFor(t, 10*time.Second, "the second held request to arrive", func() bool { return e.org.Requests(orgsim.EndpointToken) == 2 })
+	e.org.Close()
+	<-answered
 }
 
 func TestRequestsCountsPerEndpoint(t *testing.T) {

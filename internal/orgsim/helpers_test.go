@@ -12,10 +12,10 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/tokenwatch/tokenwatch/internal/fakeclock"
 	"github.com/tokenwatch/tokenwatch/internal/orgsim"
 )
 
@@ -33,38 +33,20 @@ const (
 
 var epoch = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
-// fakeClock is a settable clock for Options.Clock.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // env is a started org with a user, a frozen user and three apps:
 // cc (client credentials as the user), web (password grant only) and all
 // (Introspect All Tokens).
 type env struct {
 	t      *testing.T
 	org    *orgsim.Org
-	clock  *fakeClock
+	clock  *fakeclock.Clock
 	userID string
 	client *http.Client
 }
 
 func newEnv(t *testing.T, opts orgsim.Options) *env {
 	t.Helper()
-	clock := &fakeClock{now: epoch}
+	clock := fakeclock.New(epoch)
 	if opts.Clock == nil {
 		opts.Clock = clock.Now
 	}

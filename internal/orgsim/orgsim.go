@@ -38,7 +38,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -130,7 +129,7 @@ type Org struct {
 	url  atomic.Pointer[string]
 
 	srvMu  sync.Mutex
-	srv    *httptest.Server
+	srv    *server
 	closed bool
 
 	faultMu sync.Mutex
@@ -227,16 +226,13 @@ func (o *Org) start(useTLS bool) error {
 	if o.opts.Logger != nil {
 		errLog = slog.NewLogLogger(o.opts.Logger.Handler(), slog.LevelDebug)
 	}
-	// Built by hand rather than with httptest.NewUnstartedServer, which
-	// panics when it cannot listen.
-	srv := &httptest.Server{Listener: l, Config: &http.Server{Handler: o.handler, ErrorLog: errLog}}
-	if useTLS {
-		srv.StartTLS()
-	} else {
-		srv.Start()
+	srv, err := serve(l, o.handler, useTLS, errLog)
+	if err != nil {
+		_ = l.Close()
+		return fmt.Errorf("orgsim: start: %w", err)
 	}
 	o.srv = srv
-	u := srv.URL
+	u := srv.url
 	o.url.Store(&u)
 	return nil
 }
@@ -252,7 +248,7 @@ func (o *Org) Close() {
 	o.closed = true
 	close(o.done)
 	if o.srv != nil {
-		o.srv.Close()
+		o.srv.close()
 	}
 }
 
@@ -260,10 +256,10 @@ func (o *Org) Close() {
 func (o *Org) Certificate() *x509.Certificate {
 	o.srvMu.Lock()
 	defer o.srvMu.Unlock()
-	if o.srv == nil || o.srv.TLS == nil {
+	if o.srv == nil {
 		return nil
 	}
-	return o.srv.Certificate()
+	return o.srv.cert
 }
 
 // Client returns an HTTP client that trusts the org's certificate; nil
@@ -274,7 +270,7 @@ func (o *Org) Client() *http.Client {
 	if o.srv == nil {
 		return nil
 	}
-	return o.srv.Client()
+	return o.srv.client
 }
 
 // AddApp adds a connected app, or replaces the one with the same ClientID.
