@@ -155,6 +155,16 @@ type Info struct {
 	Labels   map[string]string
 }
 
+// OrgState is one configured org and its last result, as the agent
+// publishes them and the exporters read them.
+type OrgState struct {
+	Info Info
+	// Last is the org's last result: nil until its first check finished,
+	// or a result read back from the state store (Last.Loaded) until then.
+	// A published result is never modified.
+	Last *Result
+}
+
 // Info returns the exporter-facing identity of the target.
 func (t *Target) Info() Info {
 	return Info{Name: t.Name, Provider: t.Provider, Grant: t.Grant.Type, Labels: t.Labels}

@@ -86,14 +86,8 @@ func runDaemon(o daemonOptions) int {
 	// collector and the page read them from it at every scrape and request.
 	// ag is set below, before serving starts.
 	var ag *agent.Agent
-	collector := metrics.NewCollector(metrics.SourceFunc(func() []metrics.Org {
-		states := ag.States()
-		orgs := make([]metrics.Org, len(states))
-		for i, s := range states {
-			orgs[i] = metrics.Org{Info: s.Info, Last: s.Last}
-		}
-		return orgs
-	}))
+	states := func() []checks.OrgState { return ag.States() }
+	collector := metrics.NewCollector(metrics.SourceFunc(states))
 	reg.MustRegister(collector)
 	reloadOK := promauto.With(reg).NewGauge(prometheus.GaugeOpts{
 		Name: "tokenwatch_config_last_reload_successful",
@@ -111,14 +105,7 @@ func runDaemon(o daemonOptions) int {
 	reloads.WithLabelValues("failure")
 	// The page asks the agent for the orgs and the firing alerts on every request.
 	page := status.NewPage(status.PageOptions{Title: "tokenwatch", Version: version.Version,
-		Source: status.SourceFunc(func() []status.Org {
-			states := ag.States()
-			orgs := make([]status.Org, len(states))
-			for i, s := range states {
-				orgs[i] = status.Org{Info: s.Info, Last: s.Last}
-			}
-			return orgs
-		}),
+		Source: status.SourceFunc(states),
 		Firing: func() map[string][]string {
 			firing := map[string][]string{}
 			for _, a := range ag.Alerts() {

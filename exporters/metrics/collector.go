@@ -40,14 +40,6 @@ const (
 	orgInfoHelp = "Information about a configured org: always 1, labelled with its provider, grant type and configured labels."
 )
 
-// Org is one configured org as the Collector reads it at scrape time: its
-// identity and its last result.
-type Org struct {
-	Info checks.Info
-	// Last is the org's last result; nil until its first check finished.
-	// Results are never modified once given.
-	Last *checks.Result
-}
 
 // Source lists the configured orgs with their last results. The agent owns
 // them (cmd adapts it); the Collector only reads them, on every scrape, so
@@ -55,14 +47,14 @@ type Org struct {
 // series, and a result that reaches the agent after its org was removed
 // never shows.
 type Source interface {
-	Orgs() []Org
+	Orgs() []checks.OrgState
 }
 
 // SourceFunc adapts a function to Source.
-type SourceFunc func() []Org
+type SourceFunc func() []checks.OrgState
 
 // Orgs implements Source.
-func (f SourceFunc) Orgs() []Org { return f() }
+func (f SourceFunc) Orgs() []checks.OrgState { return f() }
 
 // Collector exposes, for every org its Source lists, what the last check
 // found plus counts and step latencies accumulated since the org appeared.
@@ -230,7 +222,7 @@ func (c *Collector) metrics() []prometheus.Metric {
 	c.mu.Lock()
 	mark := c.seq
 	c.mu.Unlock()
-	var orgs []Org
+	var orgs []checks.OrgState
 	if c.src != nil {
 		orgs = c.src.Orgs()
 	}

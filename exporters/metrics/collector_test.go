@@ -307,7 +307,7 @@ func betaPending() map[string]string {
 // last results: the Collector reads them from it at every scrape.
 type fakeSource struct {
 	mu   sync.Mutex
-	orgs []Org
+	orgs []checks.OrgState
 }
 
 func newSource(infos ...checks.Info) *fakeSource {
@@ -316,7 +316,7 @@ func newSource(infos ...checks.Info) *fakeSource {
 	return s
 }
 
-func (s *fakeSource) Orgs() []Org {
+func (s *fakeSource) Orgs() []checks.OrgState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.orgs)
@@ -327,9 +327,9 @@ func (s *fakeSource) Orgs() []Org {
 func (s *fakeSource) set(infos ...checks.Info) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	next := make([]Org, 0, len(infos))
+	next := make([]checks.OrgState, 0, len(infos))
 	for _, info := range infos {
-		o := Org{Info: info}
+		o := checks.OrgState{Info: info}
 		for _, old := range s.orgs {
 			if old.Info.Name == info.Name {
 				o.Last = old.Last
@@ -410,14 +410,14 @@ func TestScrapeKeepsCountsOfAnOrgAddedMeanwhile(t *testing.T) {
 	acme := acmeInfo()
 	var c *Collector
 	calls := 0
-	c = NewCollector(SourceFunc(func() []Org {
+	c = NewCollector(SourceFunc(func() []checks.OrgState {
 		calls++
 		if calls == 1 {
 			// Added by a reload and checked after the agent was asked.
 			c.Observe(acme, acmeFirst())
 			return nil
 		}
-		return []Org{{Info: acme, Last: acmeFirst()}}
+		return []checks.OrgState{{Info: acme, Last: acmeFirst()}}
 	}))
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)

@@ -106,7 +106,7 @@ func ProbeHandler(p Prober, defaultTimeout func() time.Duration, logger *slog.Lo
 		reg := prometheus.NewRegistry()
 		// A one-off collector of this one result: its gauges, and its
 		// counts unless it was read back from the store.
-		c := NewCollector(SourceFunc(func() []Org { return []Org{{Info: info, Last: result}} }))
+		c := NewCollector(SourceFunc(func() []checks.OrgState { return []checks.OrgState{{Info: info, Last: result}} }))
 		reg.MustRegister(c)
 		c.Observe(info, result)
 		// A check that outran the deadline is a failed probe, whatever the

@@ -44,28 +44,20 @@ type OrgList struct {
 	Orgs []OrgState `json:"orgs"`
 }
 
-// Org is one configured org as the Page reads it at each request: its
-// identity and its last result.
-type Org struct {
-	Info checks.Info
-	// Last is the org's last result; nil until its first check finished.
-	// Results are never modified once given.
-	Last *checks.Result
-}
 
 // Source lists the configured orgs with their last results. The agent owns
 // them (cmd adapts it); the Page only reads them, on every request, so an
 // org removed by a reload disappears from the page at once, and a result
 // that reaches the agent after its org was removed never shows.
 type Source interface {
-	Orgs() []Org
+	Orgs() []checks.OrgState
 }
 
 // SourceFunc adapts a function to Source.
-type SourceFunc func() []Org
+type SourceFunc func() []checks.OrgState
 
 // Orgs implements Source.
-func (f SourceFunc) Orgs() []Org { return f() }
+func (f SourceFunc) Orgs() []checks.OrgState { return f() }
 
 // PageOptions configure a Page.
 type PageOptions struct {
@@ -120,7 +112,7 @@ func NewPage(opts PageOptions) *Page {
 // snapshot reads the orgs from the Source, sorted by name, with their
 // state and firing alerts.
 func (p *Page) snapshot() []OrgState {
-	var orgs []Org
+	var orgs []checks.OrgState
 	if p.src != nil {
 		orgs = p.src.Orgs()
 	}

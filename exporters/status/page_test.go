@@ -75,7 +75,7 @@ func dead() *checks.Result {
 // last results: the Page reads them from it at every request.
 type fakeSource struct {
 	mu   sync.Mutex
-	orgs []Org
+	orgs []checks.OrgState
 }
 
 func newSource(infos ...checks.Info) *fakeSource {
@@ -84,7 +84,7 @@ func newSource(infos ...checks.Info) *fakeSource {
 	return s
 }
 
-func (s *fakeSource) Orgs() []Org {
+func (s *fakeSource) Orgs() []checks.OrgState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.orgs)
@@ -95,9 +95,9 @@ func (s *fakeSource) Orgs() []Org {
 func (s *fakeSource) set(infos ...checks.Info) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	next := make([]Org, 0, len(infos))
+	next := make([]checks.OrgState, 0, len(infos))
 	for _, info := range infos {
-		o := Org{Info: info}
+		o := checks.OrgState{Info: info}
 		for _, old := range s.orgs {
 			if old.Info.Name == info.Name {
 				o.Last = old.Last
