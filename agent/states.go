@@ -8,7 +8,6 @@ import (
 	"github.com/tokenwatch/tokenwatch/checks"
 )
 
-
 // States returns every configured org of this shard with its last result,
 // sorted by name. The snapshot shares nothing the agent changes: the labels
 // are copied, and results are never modified after they are published. A

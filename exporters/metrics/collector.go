@@ -40,7 +40,6 @@ const (
 	orgInfoHelp = "Information about a configured org: always 1, labelled with its provider, grant type and configured labels."
 )
 
-
 // Source lists the configured orgs with their last results. The agent owns
 // them (cmd adapts it); the Collector only reads them, on every scrape, so
 // an org removed by a reload is gone from the next scrape with all its

@@ -44,7 +44,6 @@ type OrgList struct {
 	Orgs []OrgState `json:"orgs"`
 }
 
-
 // Source lists the configured orgs with their last results. The agent owns
 // them (cmd adapts it); the Page only reads them, on every request, so an
 // org removed by a reload disappears from the page at once, and a result
