@@ -1,7 +1,8 @@
-// Package agent runs the checks: one scheduled job per org on robfig/cron,
-// bounded concurrency, each org's runs spread over its interval, the last
-// result per org, the alert state machine, and reloads that keep the state
-// of unchanged orgs and the alerts of every org still configured.
+// Package agent runs the checks: each org's runs spread over its interval
+// (robfig/cron schedules) and dispatched from one timetable, bounded
+// concurrency, the last result per org, the alert state machine, and reloads
+// that keep the state of unchanged orgs and the alerts of every org still
+// configured.
 package agent
 
 import (
@@ -10,7 +11,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,7 +60,13 @@ type Options struct {
 	Shard, Shards int
 	// NewChecker builds an org's checker; tests replace it.
 	NewChecker func(checks.Target, ...checks.Option) *checks.Checker
-	// RunOnStart runs each new org's check once right after it is added.
+	// RunOnStart runs each new or changed org's check soon after it is
+	// added rather than at its first regular run: orgs added together run
+	// within a window that grows with their number (firstRunWindow: 5 orgs
+	// at once, 10,000 over 20 s), each at its regular run when that falls
+	// in the window, else at a place in it given by its name. An org whose
+	// result restored from the store is younger than its interval waits for
+	// its regular run.
 	RunOnStart bool
 	// Instruments, when set, is told when checks start and finish.
 	Instruments Instruments
@@ -81,6 +87,9 @@ type Options struct {
 type Instruments interface {
 	// CheckStarted is called when a check got its concurrency slot after waiting.
 	CheckStarted(waited time.Duration)
+	// CheckLate is called when a scheduled check starts, with how long
+	// after its due time: the dispatcher's own delay and the slot wait.
+	CheckLate(lateness time.Duration)
 	// CheckFinished is called when it gave the slot back.
 	CheckFinished()
 	// LoginSent is called for each token request a check sent.
@@ -102,12 +111,22 @@ var errReplaced = errors.New("org replaced by a reload")
 type Agent struct {
 	logger *slog.Logger
 	opts   Options
-	cron   *cron.Cron
+	// timetable holds every org's next run; dispatch runs them.
+	timetable *timetable
+	// firstRunSpacing is firstRunSpacing but in benchmarks of a round of
+	// checks, which run every org at once.
+	firstRunSpacing time.Duration
 
 	// ctx is the context of every check; Stop cancels it when its grace
 	// period runs out.
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	// applyMu makes one Apply at a time. What Apply builds outside mu
+	// (checkers, transports, restored results) it reads from fields that
+	// only Apply writes: orgs (under mu too), transports, chains,
+	// chainOrgs and loaded.
+	applyMu sync.Mutex
 
 	mu   sync.Mutex
 	orgs map[string]*orgJob
@@ -117,12 +136,16 @@ type Agent struct {
 	sem      chan struct{}
 	probeSem chan struct{}
 	global   configs.Global
+	started  bool
 	stopping bool
 	stopped  chan struct{}
 	once     sync.Once
-	// tasks tracks every goroutine the agent starts outside cron (first
-	// runs, /probe checks, closing replaced checkers), so Stop waits for them.
+	// tasks tracks every goroutine the agent starts (the dispatcher, the
+	// checks, /probe checks, closing replaced checkers), so Stop waits for them.
 	tasks sync.WaitGroup
+	// transports are those of the running configuration, one per distinct
+	// HTTP client configuration of the orgs.
+	transports transportPool
 	// chains are the refresh token chains by digest of the configured
 	// refresh token, kept for the life of the process (chainLocked);
 	// chainOrgs indexes the orgs of the stored chains during one Apply.
@@ -143,8 +166,11 @@ type orgJob struct {
 	org     configs.Org
 	info    checks.Info
 	checker *checks.Checker
-	entry   cron.EntryID
-	timeout time.Duration
+	// entry is the org's place in the timetable; transport is shared by
+	// the orgs of the same HTTP client settings.
+	entry     *entry
+	transport *sharedTransport
+	timeout   time.Duration
 	// tls fingerprints the contents of the org's TLS files, so a renewed
 	// certificate at the same path counts as a change on reload.
 	tls string
@@ -187,43 +213,41 @@ func New(opts Options) *Agent {
 	if opts.Instruments == nil {
 		opts.Instruments = noInstruments{}
 	}
-	l := cronLogger{opts.Logger}
 	ctx, cancel := context.WithCancel(context.Background())
 	state := newStateWriter(opts.Store, opts.Logger, opts.Instruments)
 	a := &Agent{
-		logger:   opts.Logger,
-		opts:     opts,
-		ctx:      ctx,
-		cancel:   cancel,
-		orgs:     map[string]*orgJob{},
-		sem:      make(chan struct{}, 1),
-		probeSem: make(chan struct{}, 1),
-		stopped:  make(chan struct{}),
-		chains:   map[string]*checks.RefreshChain{},
-		logins:   newLoginBudget(),
-		state:    state,
-		alerts:   newAlerter(opts.Logger, opts.Alerts, opts.Clock, state),
+		logger:          opts.Logger,
+		opts:            opts,
+		timetable:       newTimetable(),
+		firstRunSpacing: firstRunSpacing,
+		ctx:             ctx,
+		cancel:          cancel,
+		orgs:            map[string]*orgJob{},
+		sem:             make(chan struct{}, 1),
+		probeSem:        make(chan struct{}, 1),
+		stopped:         make(chan struct{}),
+		transports:      transportPool{},
+		chains:          map[string]*checks.RefreshChain{},
+		logins:          newLoginBudget(),
+		state:           state,
+		alerts:          newAlerter(opts.Logger, opts.Alerts, opts.Clock, state),
 	}
 	a.alerts.externalURL = opts.ExternalURL
-	a.cron = cron.New(
-		cron.WithLocation(time.UTC),
-		cron.WithLogger(l),
-		// The default chain recovers nothing; a check must never take the daemon down.
-		cron.WithChain(cron.Recover(l), cron.SkipIfStillRunning(l)),
-	)
 	return a
 }
 
-// Start starts the scheduler and the re-sending of firing alerts.
+// Start starts the dispatcher of the scheduled checks and the re-sending of
+// firing alerts. Orgs applied before run from then on.
 func (a *Agent) Start() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.stopping {
+	if a.stopping || a.started {
 		// A run group may interrupt an actor before it executes.
 		return
 	}
+	a.started = true
 	a.state.start()
-	a.cron.Start()
+	a.tasks.Go(a.dispatch)
 	a.tasks.Go(a.resendLoop)
 }
 
@@ -251,14 +275,15 @@ func (a *Agent) resendLoop() {
 // endsAt, and with a store the next start carries them on under their
 // startsAt and resolves those whose org recovered meanwhile.
 func (a *Agent) Stop(ctx context.Context) {
+	// After an Apply in progress: it has finished, or will start nothing.
+	a.applyMu.Lock()
 	a.mu.Lock()
 	a.stopping = true
 	a.mu.Unlock()
+	a.applyMu.Unlock()
 	a.once.Do(func() { close(a.stopped) })
-	cronDone := a.cron.Stop()
 	done := make(chan struct{})
 	go func() {
-		<-cronDone.Done()
 		a.tasks.Wait()
 		close(done)
 	}()
@@ -320,40 +345,112 @@ func (a *Agent) inShard(name string) bool {
 // stop (their series vanish), unchanged orgs keep their state. An error
 // leaves the running configuration untouched. The first Apply also reads
 // the store: the last results, backoffs and alert state of before a restart.
+//
+// Checks go on meanwhile: Apply compares and builds without the agent's
+// lock, holds it only to swap the changed orgs in, and updates the
+// timetable in O(log n) per added or removed org.
 func (a *Agent) Apply(cfg *configs.Config) error {
-	type planned struct {
-		org       configs.Org
-		transport http.RoundTripper
-		sched     cron.Schedule
-		tls       string
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
+	a.mu.Lock()
+	stopping := a.stopping
+	a.mu.Unlock()
+	if stopping {
+		return ErrStopped
 	}
-	var plan []planned
-	var errs []error
+
+	// Which orgs stay as they are, and which are added or changed. a.orgs
+	// is only written by Apply, so it is read here without a.mu.
+	type planned struct {
+		org      configs.Org
+		info     checks.Info
+		tls      string
+		sched    cron.Schedule
+		interval time.Duration
+		old      *orgJob
+	}
+	var (
+		plan []planned
+		errs []error
+	)
+	specs := specCache{}
+	transports := transportPool{}
+	keep := map[string]bool{}
+	orgs := make([]configs.Org, 0, len(cfg.Orgs))
+	infos := make(map[string]checks.Info, len(cfg.Orgs))
 	for _, o := range cfg.Orgs {
 		if !a.inShard(o.Name) {
 			continue
 		}
-		rt, err := o.Transport()
-		if err != nil {
-			errs = append(errs, err)
+		keep[o.Name] = true
+		tls := tlsFingerprint(o.HTTPClient.TLSConfig)
+		old := a.orgs[o.Name]
+		if old != nil && old.tls == tls && sameOrg(old.org, o) {
+			transports.add(old.transport)
+			orgs = append(orgs, old.org)
+			infos[o.Name] = old.info
 			continue
 		}
-		s, err := spreadSchedule(o.Schedule, o.Name)
+		s, interval, err := specs.spread(o.Schedule, o.Name)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("org %s: %w", o.Name, err))
 			continue
 		}
-		plan = append(plan, planned{org: o, transport: rt, sched: s, tls: tlsFingerprint(o.HTTPClient.TLSConfig)})
+		info := o.Info()
+		orgs = append(orgs, o)
+		infos[o.Name] = info
+		plan = append(plan, planned{org: o, info: info, tls: tls, sched: s, interval: interval, old: old})
+	}
+	shared := make([]*sharedTransport, len(plan))
+	for i, p := range plan {
+		t, err := transports.transport(a.transports, p.org)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		shared[i] = t
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
 
-	a.mu.Lock()
-	if a.stopping {
-		a.mu.Unlock()
-		return ErrStopped
+	// Build the added and changed orgs, still without the lock.
+	first := !a.loaded
+	a.chainOrgs = nil
+	checkedAt := time.Now()
+	jobs := make([]*orgJob, len(plan))
+	// runFirst: the org runs soon rather than at its first regular run.
+	runFirst := make([]bool, len(plan))
+	spreading := 0
+	for i, p := range plan {
+		j := &orgJob{agent: a, org: p.org, info: p.info, timeout: checkDeadline(p.org.Target), tls: p.tls,
+			identity: p.org.LoginIdentity(), login: loginDigest(p.org), transport: shared[i]}
+		opts := []checks.Option{checks.WithTransport(shared[i].rt), checks.WithLoginGate(j.loginGate)}
+		if chain := a.chainLocked(p.org); chain != nil {
+			// Shared with the replaced checker: a refresh it has in flight
+			// finishes, and saves its rotated token, before this one's starts.
+			opts = append(opts, checks.WithRefreshChain(chain))
+		}
+		j.checker = a.opts.NewChecker(p.org.Target, opts...)
+		if p.old == nil && first {
+			a.restoreLocked(j)
+		}
+		j.entry = &entry{job: j, sched: p.sched, index: -1}
+		jobs[i] = j
+		if a.opts.RunOnStart && !freshResult(j.last, checkedAt, p.interval) {
+			runFirst[i] = true
+			spreading++
+		}
 	}
+	var gone []*orgJob
+	for name, j := range a.orgs {
+		if !keep[name] {
+			gone = append(gone, j)
+		}
+	}
+
+	// Swap them in.
+	a.mu.Lock()
 	if n := max(cfg.Global.MaxConcurrentChecks, 1); cap(a.sem) != n {
 		// Running checks release into the old channel; new ones use the new bound.
 		a.sem = make(chan struct{}, n)
@@ -363,87 +460,98 @@ func (a *Agent) Apply(cfg *configs.Config) error {
 	}
 	a.global = cfg.Global
 	a.logins.setLimit(cfg.Global.LoginBudget)
-	a.chainOrgs = nil
-	first := !a.loaded
+	for _, j := range gone {
+		delete(a.orgs, j.org.Name)
+		a.forget(j.org.Name)
+	}
+	for _, j := range jobs {
+		if old := a.orgs[j.org.Name]; old != nil {
+			// A changed org starts afresh (no backoff: the change may be the
+			// fix) but keeps showing its last result until its next check.
+			old.mu.Lock()
+			j.last = old.last
+			old.mu.Unlock()
+			gone = append(gone, old)
+		}
+		a.orgs[j.org.Name] = j
+	}
+	// Revoking kept tokens does not hold up the reload; Stop waits for it.
+	a.closeLocked(gone)
+	configured := len(a.orgs)
+	a.mu.Unlock()
+	a.transports = transports
+
 	if first {
 		a.alerts.load()
 		a.loaded = true
-	}
-	keep := map[string]bool{}
-	var added []*orgJob
-	orgs := make([]configs.Org, 0, len(plan))
-	infos := make(map[string]checks.Info, len(plan))
-	for _, p := range plan {
-		orgs = append(orgs, p.org)
-		infos[p.org.Name] = p.org.Info()
-	}
-	for _, p := range plan {
-		keep[p.org.Name] = true
-		var carried *orgJob
-		if old, ok := a.orgs[p.org.Name]; ok {
-			if sameOrg(old.org, p.org) && old.tls == p.tls {
-				continue
-			}
-			carried = old
-			a.removeLocked(old)
-		}
-		j := &orgJob{agent: a, org: p.org, info: p.org.Info(), timeout: checkDeadline(p.org.Target), tls: p.tls,
-			identity: p.org.LoginIdentity(), login: loginDigest(p.org)}
-		opts := []checks.Option{checks.WithTransport(p.transport), checks.WithLoginGate(j.loginGate)}
-		if chain := a.chainLocked(p.org); chain != nil {
-			// Shared with the replaced checker: a refresh it has in flight
-			// finishes, and saves its rotated token, before this one's starts.
-			opts = append(opts, checks.WithRefreshChain(chain))
-		}
-		j.checker = a.opts.NewChecker(p.org.Target, opts...)
-		if carried != nil {
-			// A changed org starts afresh (no backoff: the change may be the
-			// fix) but keeps showing its last result until its next check.
-			carried.mu.Lock()
-			j.last = carried.last
-			carried.mu.Unlock()
-		} else if first {
-			a.restoreLocked(j)
-		}
-		j.entry = a.cron.Schedule(p.sched, j)
-		a.orgs[p.org.Name] = j
-		added = append(added, j)
-	}
-	for name, j := range a.orgs {
-		if !keep[name] {
-			a.removeLocked(j)
-			a.forget(name)
-		}
-	}
-	if first {
 		a.pruneResults(keep)
 	}
-	configured := len(a.orgs)
 	a.alerts.configure(cfg.Alerting)
 	a.alerts.setOrgs(orgs, infos)
 	if first {
 		a.alerts.resume()
 	}
-	if a.opts.RunOnStart {
-		for _, j := range added {
-			a.tasks.Go(j.Run)
+
+	// Schedule the added and changed orgs, after the alerter knows them.
+	now := time.Now().UTC()
+	removed := make([]*entry, 0, len(gone))
+	for _, j := range gone {
+		removed = append(removed, j.entry)
+	}
+	for i, j := range jobs {
+		j.entry.next = j.entry.sched.Next(now)
+		if !runFirst[i] {
+			continue
+		}
+		// An org whose regular run falls in the window runs there, once;
+		// the others get a first run in the window. Either way every org
+		// runs within it, at an even rate, and none runs twice in a row.
+		window := spreadWindow(a.firstRunSpacing, spreading, plan[i].interval)
+		if j.entry.next.IsZero() || j.entry.next.Sub(now) >= window {
+			j.entry.next = now.Add(firstRunOffset(j.org.Name, window))
 		}
 	}
-	a.mu.Unlock()
+	added := make([]*entry, 0, len(jobs))
+	for _, j := range jobs {
+		if !j.entry.next.IsZero() {
+			added = append(added, j.entry)
+		}
+	}
+	a.timetable.update(removed, added)
 
-	a.logger.Info("configuration applied", "orgs", configured, "added_or_changed", len(added))
+	a.logger.Info("configuration applied", "orgs", configured, "added_or_changed", len(jobs))
 	return nil
 }
 
-// removeLocked unschedules j and closes its checker in the background
-// (revoking a kept token without holding up the reload); Stop waits for it.
-func (a *Agent) removeLocked(j *orgJob) {
-	a.cron.Remove(j.entry)
-	delete(a.orgs, j.org.Name)
+// freshResult reports whether a result restored from the store is younger
+// than the org's interval at now: the org then waits for its regular run.
+func freshResult(last *checks.Result, now time.Time, interval time.Duration) bool {
+	return last != nil && last.Loaded && interval > 0 && now.Sub(last.Start.Add(last.Duration)) < interval
+}
+
+// closeParallel bounds the checkers closed at once after a reload.
+const closeParallel = 16
+
+// closeLocked closes the checkers of removed or replaced orgs in the
+// background (revoking kept tokens), each within its check deadline; Stop
+// waits for them. Called with a.mu held and the agent not stopping.
+func (a *Agent) closeLocked(jobs []*orgJob) {
+	if len(jobs) == 0 {
+		return
+	}
 	a.tasks.Go(func() {
-		ctx, cancel := context.WithTimeout(a.ctx, j.timeout)
-		defer cancel()
-		j.checker.Close(ctx)
+		var wg sync.WaitGroup
+		slots := make(chan struct{}, closeParallel)
+		for _, j := range jobs {
+			slots <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-slots }()
+				ctx, cancel := context.WithTimeout(a.ctx, j.timeout)
+				defer cancel()
+				j.checker.Close(ctx)
+			})
+		}
+		wg.Wait()
 	})
 }
 
@@ -456,8 +564,9 @@ func checkDeadline(t checks.Target) time.Duration {
 	return 5*to + time.Second
 }
 
-// Run is the scheduled job of one org. A run due while the last one still
-// goes on (a first run at start that met its first scheduled one) is skipped.
+// Run runs one scheduled run of the org now, in the caller's goroutine, as
+// the dispatcher does (launch): skipped while the org's previous run still
+// goes on, in a slot of max_concurrent_checks.
 func (j *orgJob) Run() {
 	a := j.agent
 	if !j.running.CompareAndSwap(false, true) {
@@ -697,14 +806,6 @@ func (a *Agent) Last() map[string]*checks.Result {
 		j.mu.Unlock()
 	}
 	return out
-}
-
-// cronLogger adapts slog to cron's logger; cron's info messages are debug noise here.
-type cronLogger struct{ l *slog.Logger }
-
-func (c cronLogger) Info(msg string, kv ...any) { c.l.Debug("cron: "+msg, kv...) }
-func (c cronLogger) Error(err error, msg string, kv ...any) {
-	c.l.Error("cron: "+msg, append(kv, "err", err)...)
 }
 
 // Alerts lists the alerts that are pending, being sent or firing, by org

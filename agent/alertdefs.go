@@ -329,24 +329,26 @@ absent(up{job="tokenwatch"})`,
 		Name:      "TokenStepLatencyHigh",
 		Severity:  SeverityWarning,
 		RulesOnly: true,
-		Expr: `org_step:tokenwatch_step_duration_seconds:p90_rate10m > 5
+		Expr: `org_step:tokenwatch_step_last_duration_seconds:p90_10m > 5
 or
 (
-    org_step:tokenwatch_step_duration_seconds:p90_rate10m > 0.5
+    org_step:tokenwatch_step_last_duration_seconds:p90_10m > 0.5
   and
-    org_step:tokenwatch_step_duration_seconds:p90_rate10m
-    > 3 * avg_over_time(org_step:tokenwatch_step_duration_seconds:p90_rate10m[1d])
+    org_step:tokenwatch_step_last_duration_seconds:p90_10m
+    > 3 * avg_over_time(org_step:tokenwatch_step_last_duration_seconds:p90_10m[1d])
 )`,
 		For:     15 * time.Minute,
 		When:    "a step's p90 over 10m > 5s, or > 0.5s and > 3 x its 1-day average",
 		Comment: "A step's 90th percentile latency near the timeout, or well above its own average of the last day (but at least half a second).",
 		Summary: `The {{ $labels.step }} step of org {{ $labels.org }} is slow: p90 {{ $value | humanizeDuration }}`,
 		Description: `The 90th percentile duration of the {{ $labels.step }} step of org {{ $labels.org }} over ` +
-			`10 minutes is {{ $value | humanizeDuration }}{{ with printf "avg_over_time(org_step:tokenwatch_step_duration_seconds:p90_rate10m{org=%q,step=%q}[1d])" $labels.org $labels.step | query }}, ` +
+			`10 minutes is {{ $value | humanizeDuration }}{{ with printf "avg_over_time(org_step:tokenwatch_step_last_duration_seconds:p90_10m{org=%q,step=%q}[1d])" $labels.org $labels.step | query }}, ` +
 			`against {{ . | first | value | humanizeDuration }} on average over the last day{{ end }}.`,
-		Fix: `See which phase grew in tokenwatch_step_phase_duration_seconds{org="{{ $labels.org }}",step="{{ $labels.step }}"} ` +
-			`(resolve, connect, tls, processing, transfer): processing is the server, the others the ` +
-			`network; check the provider's status page.`,
+		Fix: `See which phase grew (resolve, connect, tls, processing, transfer): tokenwatch diagnose ` +
+			`--org={{ $labels.org }} runs a check and prints them, /api/v1/orgs has those of the last check, and ` +
+			`tokenwatch_step_phase_duration_seconds{org="{{ $labels.org }}",step="{{ $labels.step }}"} keeps them ` +
+			`when the org has metrics.phases on. Processing is the server, the others the network; check the ` +
+			`provider's status page.`,
 	},
 	{
 		Name:      "TokenLifetimeShrank",
@@ -408,12 +410,12 @@ var RecordingRules = []RecordingRule{
 > 0`,
 	},
 	{
-		Record:  "org_step:tokenwatch_step_duration_seconds:p90_rate10m",
-		Meaning: "90th percentile of each step's duration over 10 minutes, across agents",
-		Comment: "90th percentile of each step's duration over 10 minutes, across agents. `>= 0` drops the NaN of a window without checks, which would otherwise poison the day's average the latency alert compares with.",
-		Expr: `histogram_quantile(0.9,
-  sum by (org, step, le) (rate(tokenwatch_step_duration_seconds_bucket[10m]))
-) >= 0`,
+		Record:  "org_step:tokenwatch_step_last_duration_seconds:p90_10m",
+		Meaning: "90th percentile of each step's duration in the checks of the last 10 minutes, the highest across agents",
+		Comment: "90th percentile of each step's duration in the checks of the last 10 minutes: of the last check's gauge as the scrapes saw it, so each check counts for as long as it was the last one. The highest across agents checking the same org. Needs no per-org histogram.",
+		Expr: `max by (org, step) (
+  quantile_over_time(0.9, tokenwatch_step_last_duration_seconds[10m])
+)`,
 	},
 }
 

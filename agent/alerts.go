@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,6 +96,9 @@ type alerter struct {
 	// generation numbers firing episodes, so that the acceptance of an
 	// earlier firing is not credited to a later one of the same alert.
 	generation uint64
+	// active counts the active alerts of every org, so that the re-send
+	// tick costs nothing while none is.
+	active int
 }
 
 // orgAlerts is the alert state of one org.
@@ -296,22 +300,40 @@ func (a *alerter) observe(org string, res *checks.Result) {
 func (a *alerter) tick() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.active == 0 {
+		return
+	}
 	now := a.clock()
-	var msgs []alerting.Message
-	for _, org := range slices.Sorted(maps.Keys(a.orgs)) {
-		oa := a.orgs[org]
-		for _, st := range sortedStates(oa) {
-			due := now.Sub(st.lastSent) >= a.cfg.ResendInterval ||
-				st.alert.EndsAt.Sub(now) < resendMargin*a.cfg.ResendInterval
-			if !st.active || !due {
-				continue
+	type dueAlert struct {
+		oa *orgAlerts
+		st *alertState
+	}
+	var due []dueAlert
+	for _, oa := range a.orgs {
+		for _, st := range oa.alerts {
+			if st.active && (now.Sub(st.lastSent) >= a.cfg.ResendInterval ||
+				st.alert.EndsAt.Sub(now) < resendMargin*a.cfg.ResendInterval) {
+				due = append(due, dueAlert{oa, st})
 			}
-			st.alert.EndsAt = a.endsAt(oa, now)
-			st.lastSent = now
-			m := a.message(oa, st)
-			m.Resend = st.accepted
-			msgs = append(msgs, m)
 		}
+	}
+	if len(due) == 0 {
+		return
+	}
+	// Sorted, by org and alertname, only what is sent.
+	slices.SortFunc(due, func(x, y dueAlert) int {
+		if c := strings.Compare(x.oa.info.Name, y.oa.info.Name); c != 0 {
+			return c
+		}
+		return strings.Compare(x.st.name, y.st.name)
+	})
+	msgs := make([]alerting.Message, 0, len(due))
+	for _, d := range due {
+		d.st.alert.EndsAt = a.endsAt(d.oa, now)
+		d.st.lastSent = now
+		m := a.message(d.oa, d.st)
+		m.Resend = d.st.accepted
+		msgs = append(msgs, m)
 	}
 	a.sendLocked(msgs)
 }
@@ -377,6 +399,9 @@ func (a *alerter) fireLocked(oa *orgAlerts, st *alertState, reason checks.Outcom
 	labels["org"] = oa.info.Name
 	labels["reason"] = string(reason)
 	labels["severity"] = alertSeverity[st.name]
+	if !st.active {
+		a.active++
+	}
 	st.active, st.accepted = true, false
 	a.generation++
 	st.generation = a.generation
@@ -409,6 +434,7 @@ func (a *alerter) resolveLocked(oa *orgAlerts, st *alertState, now time.Time, wh
 	alert := st.alert.Clone()
 	alert.Status = alerting.StatusResolved
 	alert.EndsAt = now
+	a.active--
 	st.active, st.accepted = false, false
 	if why == "" {
 		why = fmt.Sprintf("%d consecutive good check(s)", st.good)

@@ -106,6 +106,7 @@ func (a *alerter) load() {
 			if st.active {
 				a.generation++
 				st.generation = a.generation
+				a.active++
 			}
 			oa.alerts[sa.Name] = st
 		}

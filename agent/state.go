@@ -67,7 +67,7 @@ func loginDigest(o configs.Org) string {
 // it, so a refresh in flight on a checker a reload replaced or removed
 // finishes, and saves its rotated token, before another starts. A new chain
 // starts from the store's rotated token when there is one, else from the
-// configured token.
+// configured token. Called with applyMu held (a.chains is Apply's).
 func (a *Agent) chainLocked(o configs.Org) *checks.RefreshChain {
 	if o.Grant.Type != checks.GrantRefreshToken {
 		return nil
@@ -131,7 +131,8 @@ func (a *Agent) storedChainOf(org string) bool {
 }
 
 // restoreLocked gives a job the last result and backoff its org had before
-// a restart, marked as loaded.
+// a restart, marked as loaded. Apply calls it, with applyMu held, on a job
+// not yet published.
 func (a *Agent) restoreLocked(j *orgJob) {
 	var rec storedResult
 	found, err := a.opts.Store.Get(store.Results, j.org.Name, &rec)
@@ -198,6 +199,7 @@ func (a *Agent) pruneResults(keep map[string]bool) {
 type noInstruments struct{}
 
 func (noInstruments) CheckStarted(time.Duration) {}
+func (noInstruments) CheckLate(time.Duration)    {}
 func (noInstruments) CheckFinished()             {}
 func (noInstruments) LoginSent()                 {}
 func (noInstruments) LoginDeferred(string)       {}

@@ -153,6 +153,12 @@ type Info struct {
 	Provider string
 	Grant    string
 	Labels   map[string]string
+	// StepHistograms and Phases are the org's metrics settings (config
+	// metrics.step_histograms and metrics.phases, set by configs'
+	// Org.Info): expose its per-step histograms, and the phases of its
+	// last check. Settings, not identity: never stored.
+	StepHistograms bool `json:"-"`
+	Phases         bool `json:"-"`
 }
 
 // OrgState is one configured org and its last result, as the agent

@@ -33,11 +33,36 @@ func loginHost(o Org) string {
 	return ""
 }
 
-// Warnings lists what is valid but likely to hurt: identities whose orgs
-// would, by their schedules, log in more often than global.login_budget
-// allows (the agent defers the logins beyond it). token_mode reuse is not
-// counted: it logs in only when its token dies.
+// Warnings lists what is valid but likely to hurt or to mislead: a
+// credential given for a grant that does not use it (the user may think it
+// is used), and identities whose orgs would, by their schedules, log in more
+// often than global.login_budget allows (the agent defers the logins beyond
+// it; token_mode reuse is not counted: it logs in only when its token dies).
 func (c *Config) Warnings() []string {
+	out := unusedCredentials(c.Orgs)
+	return append(out, c.budgetWarnings()...)
+}
+
+// unusedCredentials names the password, refresh token or assertion key an
+// org sets for a grant that sends none of them.
+func unusedCredentials(orgs []Org) []string {
+	var out []string
+	for i, o := range orgs {
+		g := o.Grant
+		unused := func(set bool, key, usedBy string) {
+			if set && g.Type != usedBy {
+				out = append(out, fmt.Sprintf("orgs[%d].grant.%s is set but grant type %s does not use it (only %s does); remove it",
+					i, key, g.Type, usedBy))
+			}
+		}
+		unused(g.Password != "", "password", checks.GrantPassword)
+		unused(g.RefreshToken != "", "refresh_token", checks.GrantRefreshToken)
+		unused(g.PrivateKey != nil, "private_key_file", checks.GrantJWTBearer)
+	}
+	return out
+}
+
+func (c *Config) budgetWarnings() []string {
 	type use struct {
 		orgs    []string
 		perHour float64

@@ -64,3 +64,28 @@ func TestWarningsForLoginsBeyondTheBudget(t *testing.T) {
 		})
 	}
 }
+
+func TestWarningsForUnusedCredentials(t *testing.T) {
+	cfg := mustParse(t, `orgs:
+  - name: cc
+    url: https://acme.my.salesforce.com
+    client: {id: app, secret: s}
+    grant: {type: client_credentials, password: p, refresh_token: r}
+  - name: pw
+    url: https://acme.my.salesforce.com
+    client: {id: app, secret: s}
+    grant: {type: password, username: u, password: p}
+`, nil)
+	got := strings.Join(cfg.Warnings(), "\n")
+	for _, want := range []string{
+		"orgs[0].grant.password is set but grant type client_credentials does not use it (only password does)",
+		"orgs[0].grant.refresh_token is set but grant type client_credentials does not use it (only refresh_token does)",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("warnings lack %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "orgs[1]") {
+		t.Errorf("a password of a password grant was warned about:\n%s", got)
+	}
+}

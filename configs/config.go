@@ -30,6 +30,8 @@ type Global struct {
 	LoginBudget int
 	Backoff     Backoff
 	Probe       Probe
+	// Metrics is every org's metrics settings unless it sets its own.
+	Metrics Metrics
 }
 
 // Backoff spaces the logins of an org whose login was rejected
@@ -61,6 +63,9 @@ type Org struct {
 	// HTTPClient is how the org's endpoints are reached (tls, proxy_url,
 	// ...), the settings Prometheus users know; see Org.Transport.
 	HTTPClient promconfig.HTTPClientConfig
+	// Metrics says which opt-in series the org has; the global settings
+	// when the org sets none. Org.Info carries them to the collector.
+	Metrics Metrics
 }
 
 // Problem is one thing wrong with a configuration, at a field path such as

@@ -152,9 +152,12 @@ func (r *reader) proxy(s *section) promconfig.ProxyConfig {
 
 // Transport builds the round tripper of the org's requests from its HTTP
 // client settings (TLS files are re-read when they change); the checker
-// puts its redirect policy on top.
-func (o Org) Transport() (http.RoundTripper, error) {
-	rt, err := promconfig.NewRoundTripperFromConfig(o.HTTPClient, "tokenwatch-"+o.Name)
+// puts its redirect policy on top. opts are prometheus/common's, e.g.
+// config.WithIdleConnTimeout. Nothing in it is the org's own but its
+// settings: orgs whose HTTPClient settings are equal may share one (the
+// agent does, with a short idle timeout).
+func (o Org) Transport(opts ...promconfig.HTTPClientOption) (http.RoundTripper, error) {
+	rt, err := promconfig.NewRoundTripperFromConfig(o.HTTPClient, "tokenwatch", opts...)
 	if err != nil {
 		return nil, fmt.Errorf("org %s: http client: %w", o.Name, err)
 	}

@@ -1,8 +1,10 @@
 package configs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -11,7 +13,6 @@ import (
 
 	"github.com/knadh/koanf/parsers/yaml"
 	envprovider "github.com/knadh/koanf/providers/env/v2"
-	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
 	yamlv3 "go.yaml.in/yaml/v3"
 )
@@ -52,8 +53,15 @@ func Load(path string, env []string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load config %s: %w", path, err)
 	}
-	return parse(file.Provider(abs), filepath.Dir(abs), env)
+	b, err := readBounded(abs, MaxConfigBytes)
+	if err != nil {
+		return nil, fmt.Errorf("load config %s: %w", path, err)
+	}
+	return parse(bytesProvider(b), filepath.Dir(abs), env)
 }
+
+// MaxConfigBytes bounds the configuration file: 10,000 orgs take about 4 MB.
+const MaxConfigBytes = 16 << 20
 
 // Parse is Load for YAML already in memory; relative *_file paths resolve
 // against baseDir.
@@ -71,8 +79,19 @@ func (b bytesProvider) Read() (map[string]any, error) {
 }
 
 func parse(p koanf.Provider, baseDir string, env []string) (*Config, error) {
-	k := koanf.New(".")
-	if err := k.Load(p, yaml.Parser()); err != nil {
+	// koanf's file provider and YAML parser, without loading the result into
+	// a koanf instance: the reader walks the parsed map once, and koanf's
+	// merge and its deep copy (Raw) would double the work of a file with
+	// thousands of orgs.
+	b, err := p.ReadBytes()
+	if err != nil {
+		return nil, fmt.Errorf("load config: %w", err)
+	}
+	raw, err := yaml.Parser().Unmarshal(b)
+	if err == nil {
+		err = oneDocument(b)
+	}
+	if err != nil {
 		var typeErr *yamlv3.TypeError
 		if errors.As(err, &typeErr) {
 			return nil, fmt.Errorf("load config: %s", describeTypeError(typeErr))
@@ -81,7 +100,7 @@ func parse(p koanf.Provider, baseDir string, env []string) (*Config, error) {
 	}
 
 	r := &reader{baseDir: baseDir, env: lookupTable(env)}
-	root := newSection(&r.probs, "", k.Raw())
+	root := newSection(&r.probs, "", raw)
 	cfg := &Config{}
 	cfg.Global = r.global(root.sub("global"), env)
 	cfg.Orgs = r.orgs(root, cfg.Global)
@@ -93,6 +112,42 @@ func parse(p koanf.Provider, baseDir string, env []string) (*Config, error) {
 		return nil, r.probs.list
 	}
 	return cfg, nil
+}
+
+// oneDocument refuses a file with a second YAML document, which the parser
+// would ignore silently: settings after a stray "---" would never apply.
+// The decoder runs only when a line starts a document after the first.
+func oneDocument(b []byte) error {
+	seenContent := false
+	maybe := false
+	for line := range bytes.Lines(b) {
+		t := bytes.TrimRight(line, "\r\n")
+		if bytes.HasPrefix(t, []byte("---")) && (len(t) == 3 || t[3] == ' ' || t[3] == '\t') {
+			if seenContent {
+				maybe = true
+				break
+			}
+			continue
+		}
+		if s := bytes.TrimSpace(t); len(s) > 0 && s[0] != '#' {
+			seenContent = true
+		}
+	}
+	if !maybe {
+		return nil
+	}
+	dec := yamlv3.NewDecoder(bytes.NewReader(b))
+	var first, second yamlv3.Node
+	if err := dec.Decode(&first); err != nil {
+		return err
+	}
+	switch err := dec.Decode(&second); {
+	case errors.Is(err, io.EOF):
+		return nil
+	case err != nil:
+		return err
+	}
+	return fmt.Errorf("the file holds more than one YAML document (a second \"---\", line %d): keep one, everything after it would be ignored", second.Line)
 }
 
 // describeTypeError keeps yaml's line numbers but drops its quotes of the
@@ -165,6 +220,7 @@ func (r *reader) global(s *section, env []string) Global {
 	}
 	g.Backoff = r.backoff(s.sub("backoff"))
 	g.Probe = r.probe(s.sub("probe"))
+	g.Metrics = r.metrics(s.sub("metrics"), Metrics{})
 	s.done()
 
 	r.overrideGlobal(&g, paths, env)

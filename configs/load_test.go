@@ -31,6 +31,13 @@ func invalidCases() []invalidCase {
 			"global.probe.max_age: must not be negative, got -1s",
 			"global.probe.max_concurrent: must be at least 1, got 0",
 			"global.probe.timeout: must be more than 0s and at most 5m, got 10m0s"}},
+		{fixture: "metrics-global", want: []string{
+			"global.metrics.phase: unknown key",
+			"global.metrics.step_histograms: must be true or false, got a string"}},
+		{fixture: "metrics-org", want: []string{
+			"orgs[0].metrics.histograms: unknown key",
+			"orgs[0].metrics.phases: must be true or false, got a number",
+			"orgs[1].metrics: must be a mapping, got a boolean"}},
 		{fixture: "no-orgs", want: []string{
 			"orgs: at least one org is required (add a list entry under orgs:)"}},
 		{fixture: "org-name-missing", want: []string{

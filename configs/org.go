@@ -4,9 +4,11 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	promconfig "github.com/prometheus/common/config"
@@ -106,6 +108,7 @@ func (r *reader) org(s *section, index int, g Global, firstIndex map[string]int)
 	o.VerifySignature = r.verifySignature(s, o)
 	o.Labels = r.labels(s.sub("labels"))
 	o.Expect = r.expect(s.sub("expect"))
+	o.Metrics = r.metrics(s.sub("metrics"), g.Metrics)
 	s.done()
 	return o
 }
@@ -487,12 +490,60 @@ func (r *reader) expect(s *section) checks.Expectations {
 	return e
 }
 
-// readFile reads a file named in the configuration; the error names the
-// file and never its content.
+// MaxSecretFileBytes bounds a secret, key or certificate file: such files
+// are small, and a path to /dev/zero or a huge log must not exhaust memory.
+const MaxSecretFileBytes = 64 << 10
+
+// readFile reads a secret, key or certificate file named in the
+// configuration; the error names the file and never its content.
 func readFile(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	return readBounded(path, MaxSecretFileBytes)
+}
+
+// readBounded reads a regular file of at most limit bytes. It opens the file
+// without blocking and checks what it opened, so a named pipe, a device
+// (/dev/zero) or a directory is refused at once instead of wedging or
+// exhausting the process, even if the path changes between a check and the
+// read.
+func readBounded(path string, limit int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read: %w", err)
 	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("cannot read: %w", err)
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("cannot read %s: not a regular file (%s); name a file", path, fileKind(info.Mode()))
+	}
+	if info.Size() > limit {
+		return nil, fmt.Errorf("cannot read %s: %d bytes, more than the %d allowed; name the file that holds only this value",
+			path, info.Size(), limit)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read: %w", err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("cannot read %s: more than the %d bytes allowed", path, limit)
+	}
 	return b, nil
+}
+
+// fileKind names what a non-regular file is, in the user's words.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	default:
+		return "not a plain file"
+	}
 }

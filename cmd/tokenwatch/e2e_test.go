@@ -95,6 +95,7 @@ orgs:
     url: %[1]s
     client: {id: all-app, secret: %[2]s}
     grant: {type: client_credentials}
+    metrics: {step_histograms: true, phases: true}
   - name: healthy-jwt
     url: %[1]s
     client: {id: jwt-app, auth_method: none}
@@ -215,6 +216,9 @@ func TestDaemonEndToEnd(t *testing.T) {
 		`tokenwatch_check_success{org="separate-introspector"} 1`,
 		`tokenwatch_introspection_active{org="separate-introspector"} 1`,
 		`tokenwatch_org_info{grant="password",org="seed-case",provider="salesforce",team="integrations"} 1`,
+		`tokenwatch_step_last_duration_seconds{org="healthy-jwt",step="token"}`,
+		`tokenwatch_fleet_step_duration_seconds_bucket{provider="salesforce",step="introspect",le="+Inf"}`,
+		// healthy-cc opts in to its step histograms and phases.
 		`tokenwatch_step_duration_seconds_bucket{org="healthy-cc",step="introspect",le="+Inf"}`,
 		`tokenwatch_step_phase_duration_seconds{org="healthy-cc",phase="processing",step="token"}`,
 		`tokenwatch_token_expiry_timestamp_seconds{org="healthy-cc"}`,
@@ -229,6 +233,15 @@ func TestDaemonEndToEnd(t *testing.T) {
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	for _, unwanted := range []string{
+		// The other orgs keep the default: neither histograms nor phases.
+		`tokenwatch_step_duration_seconds_bucket{org="healthy-jwt"`,
+		`tokenwatch_step_phase_duration_seconds{org="healthy-jwt"`,
+	} {
+		if strings.Contains(metrics, unwanted) {
+			t.Errorf("/metrics has %s...", unwanted)
 		}
 	}
 	// A subtest: without promtool only the lint skips, not the rest.
@@ -526,7 +539,7 @@ func TestWebConfigBasicAuth(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	e2etest.WaitFor(t, 20*time.Second, "the daemon to listen", func() bool { return get("/-/healthy", "prometheus", "scrape-password") == 200 })
+	e2etest.WaitFor(t, 20*time.Second, "the daemon to be ready", func() bool { return get("/-/ready", "prometheus", "scrape-password") == 200 })
 	for _, path := range []string{"/metrics", "/api/v1/orgs", "/", "/probe?org=healthy-cc"} {
 		if code := get(path, "", ""); code != http.StatusUnauthorized {
 			t.Errorf("%s without credentials answered %d, want 401", path, code)

@@ -184,16 +184,23 @@ func runDaemon(o daemonOptions) int {
 		ag.AlertDestinationsAdded(router.Update(dests))
 		return nil
 	}
-	if err := reload(); err != nil {
-		logConfigError(logger, "cannot load the configuration", err)
-		return exitUnhealthy
-	}
+	// ready is set once the first configuration is applied. The web server
+	// starts before that, so that /metrics and /-/healthy answer within a
+	// second of launch whatever the number of orgs.
 	var ready atomic.Bool
 
 	reloadCh := make(chan chan error)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError)}))
-	mux.Handle("/probe", metrics.ProbeHandler(prober{ag}, probeTimeout.get, logger))
+	probe := metrics.ProbeHandler(prober{ag}, probeTimeout.get, logger)
+	mux.HandleFunc("/probe", func(w http.ResponseWriter, r *http.Request) {
+		if !ready.Load() {
+			// Not "unknown org": the orgs are not configured yet.
+			http.Error(w, "tokenwatch is starting: the configuration is not applied yet.", http.StatusServiceUnavailable)
+			return
+		}
+		probe.ServeHTTP(w, r)
+	})
 	mux.Handle("/api/v1/orgs", page.API())
 	mux.Handle("/", page.HTML())
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
@@ -240,10 +247,25 @@ func runDaemon(o daemonOptions) int {
 		}, func(error) { close(cancel) })
 	}
 	{
+		// The first load happens here, with the web server already
+		// listening; a bad configuration at start ends the daemon. Reloads
+		// (SIGHUP, /-/reload) wait for it.
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
 		cancel := make(chan struct{})
 		g.Add(func() error {
+			if err := reload(); err != nil {
+				if errors.Is(err, agent.ErrStopped) {
+					// Interrupted while starting (a signal, the web server failed).
+					return nil
+				}
+				logConfigError(logger, "cannot load the configuration", err)
+				return errStartConfig
+			}
+			ready.Store(true)
+			if o.started != nil {
+				o.started()
+			}
 			for {
 				select {
 				case <-hup:
@@ -269,11 +291,8 @@ func runDaemon(o daemonOptions) int {
 	{
 		cancel := make(chan struct{})
 		g.Add(func() error {
+			// The dispatcher runs the orgs as the first load adds them.
 			ag.Start()
-			ready.Store(true)
-			if o.started != nil {
-				o.started()
-			}
 			<-cancel
 			return nil
 		}, func(error) {
@@ -306,12 +325,18 @@ func runDaemon(o daemonOptions) int {
 		g.Add(a.execute, a.interrupt)
 	}
 	if err := g.Run(); err != nil {
-		logger.Error("tokenwatch stopped", "err", err)
+		if !errors.Is(err, errStartConfig) {
+			logger.Error("tokenwatch stopped", "err", err)
+		}
 		return exitUnhealthy
 	}
 	logger.Info("tokenwatch stopped")
 	return exitOK
 }
+
+// errStartConfig ends the daemon when its first configuration is refused
+// (the problems are logged).
+var errStartConfig = errors.New("configuration refused at start")
 
 // logConfigError logs every configuration problem on its own line.
 func logConfigError(logger *slog.Logger, msg string, err error) {

@@ -268,6 +268,25 @@ func (h *hydraServer) introspect(t *testing.T, token string) introspection {
 
 // mint obtains a client_credentials token with client_secret_basic, as a
 // reference for what Hydra issues to the client tokenwatch used.
+// tryMint mints and revokes nothing: it reports whether Hydra issued a
+// token to the client now.
+func (h *hydraServer) tryMint(clientID, secret, scope string) error {
+	form := url.Values{"grant_type": {"client_credentials"}, "scope": {scope}}
+	req, _ := http.NewRequest(http.MethodPost, h.tokenURL(), strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(clientID), url.QueryEscape(secret))
+	client := &http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
 func (h *hydraServer) mint(t *testing.T, clientID, secret, scope string) string {
 	t.Helper()
 	form := url.Values{"grant_type": {"client_credentials"}}

@@ -92,6 +92,12 @@ func newWorld(t *testing.T) *world {
 		h.createClient(t, c)
 	}
 	h.setAccessTokenLifespan(t, "tw-short", shortLifespan)
+	// Hydra generates its JWT signing keys at the first JWT token it issues,
+	// which takes seconds on a busy machine (and may fail once with a 500):
+	// have that happen here, not inside a check with a 5 s timeout.
+	e2etest.WaitFor(t, time.Minute, "Hydra's JWT signing keys", func() bool {
+		return h.tryMint("tw-jwt", w.envValue("TW_JWT_SECRET"), "read") == nil
+	})
 	// tokenwatch signs jwt_bearer assertions with iss = client id, sub = username.
 	h.trustJWTIssuer(t, "tw-bearer", bearerSubject, []string{"read"},
 		jose.JSONWebKey{Key: &bearerKey.PublicKey, KeyID: bearerKeyID, Algorithm: "RS256", Use: "sig"})

@@ -11,6 +11,7 @@ import (
 // concurrency slot and how many run at once.
 type AgentMetrics struct {
 	wait     prometheus.Histogram
+	late     prometheus.Histogram
 	running  prometheus.Gauge
 	logins   prometheus.Counter
 	deferred *prometheus.CounterVec
@@ -25,6 +26,11 @@ func NewAgentMetrics(reg prometheus.Registerer) *AgentMetrics {
 			Name:    "tokenwatch_check_queue_wait_seconds",
 			Help:    "Time a due check waited for a free slot under max_concurrent_checks before it started: the scheduling lag.",
 			Buckets: []float64{.001, .01, .1, .5, 1, 5, 10, 30, 60, 300},
+		}),
+		late: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tokenwatch_check_schedule_lateness_seconds",
+			Help:    "Time from a scheduled check's due time to its start, fleet-wide: the dispatcher's own delay plus the wait for a slot.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}),
 		running: f.NewGauge(prometheus.GaugeOpts{
 			Name: "tokenwatch_checks_running",
@@ -63,6 +69,9 @@ func (m *AgentMetrics) CheckStarted(d time.Duration) {
 	m.wait.Observe(d.Seconds())
 	m.running.Inc()
 }
+
+// CheckLate records how long after its due time a scheduled check started.
+func (m *AgentMetrics) CheckLate(d time.Duration) { m.late.Observe(d.Seconds()) }
 
 // CheckFinished records a check that gave its slot back.
 func (m *AgentMetrics) CheckFinished() { m.running.Dec() }

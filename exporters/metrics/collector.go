@@ -16,12 +16,26 @@ import (
 	"github.com/tokenwatch/tokenwatch/checks"
 )
 
-// stepDurationBuckets returns the upper bounds, in seconds, of the
-// tokenwatch_step_duration_seconds histogram: from a fast loopback answer to
-// a request that runs into a typical ten-second timeout.
+// stepDurationBuckets returns the upper bounds, in seconds, of the step
+// duration histograms (tokenwatch_fleet_step_duration_seconds and the opt-in
+// tokenwatch_step_duration_seconds): from a fast loopback answer to a
+// request that runs into a typical ten-second timeout.
 func stepDurationBuckets() []float64 {
 	return []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 }
+
+// The native-histogram side of tokenwatch_fleet_step_duration_seconds, for
+// a Prometheus that scrapes native histograms (the protobuf format): each
+// bucket at most 10% wider than the last (schema 3), at most 100 buckets
+// per series (1 ms to 5.8 s at that resolution; a wider spread lowers the
+// resolution rather than adding buckets). The text format carries only the
+// classic buckets. With at most 4 steps x 2 providers series, it costs
+// little either way.
+const (
+	nativeBucketFactor     = 1.1
+	nativeMaxBuckets       = 100
+	nativeMinResetDuration = time.Hour
+)
 
 // Label names fixed by the metrics contract. An org label with one of these
 // names is exposed as exported_<name>, as Prometheus does for target labels
@@ -56,11 +70,19 @@ type SourceFunc func() []checks.OrgState
 func (f SourceFunc) Orgs() []checks.OrgState { return f() }
 
 // Collector exposes, for every org its Source lists, what the last check
-// found plus counts and step latencies accumulated since the org appeared.
+// found (a few gauges, and one per step: the duration of each step of the
+// last check) and its checks counted by outcome since the org appeared: 14
+// series for an org with every step and token fact known, plus one per
+// outcome seen (DESIGN.md's budget is 16). Per org and opt-in (checks.Info's
+// StepHistograms and Phases, from the org's metrics: settings) it adds a
+// histogram of each step's durations and the phases of each step of the
+// last check. Step durations of every org are also observed in one
+// fleet-wide histogram by step and provider, with no org label.
+//
 // It builds constant metrics on every scrape from the Source, so it keeps
 // no copy of the orgs or their last results: only what accumulates (the
-// outcome counters and step histograms, fed by Observe), pruned at each
-// scrape to the orgs the Source lists.
+// outcome counters and opt-in step histograms, fed by Observe), pruned at
+// each scrape to the orgs the Source lists and their settings.
 //
 // The Collector is unchecked: Describe sends no descriptors, because the label
 // names of tokenwatch_org_info follow each org's configured labels, which differ
@@ -76,6 +98,7 @@ type Collector struct {
 	tokenExpiry       *prometheus.Desc
 	tokenIssued       *prometheus.Desc
 	tokenLifetime     *prometheus.Desc
+	stepLastDuration  *prometheus.Desc
 	stepDuration      *prometheus.Desc
 	stepPhaseDuration *prometheus.Desc
 	checkDuration     *prometheus.Desc
@@ -83,6 +106,9 @@ type Collector struct {
 	tlsExpiry         *prometheus.Desc
 	backoffUntil      *prometheus.Desc
 	buckets           []float64
+	// fleet is tokenwatch_fleet_step_duration_seconds{step,provider}; nil
+	// in a /probe answer, which is about one org.
+	fleet *prometheus.HistogramVec
 
 	mu     sync.Mutex
 	counts map[string]*orgCounts
@@ -95,7 +121,8 @@ type Collector struct {
 // orgCounts is what accumulates for one org between scrapes.
 type orgCounts struct {
 	outcomes map[checks.Outcome]uint64
-	steps    map[checks.Step]*histogram
+	// steps are the org's step histograms, while it has them (opt-in).
+	steps map[checks.Step]*histogram
 	// seq is the Collector's seq at the last Observe of the org.
 	seq uint64
 }
@@ -152,10 +179,15 @@ func NewCollector(src Source) *Collector {
 			"When the token seen in the last check was issued, in seconds since the Unix epoch.", org, nil),
 		tokenLifetime: prometheus.NewDesc("tokenwatch_token_lifetime_seconds",
 			"Lifetime of the token seen in the last check (expiry minus issue time), in seconds.", org, nil),
+		stepLastDuration: prometheus.NewDesc("tokenwatch_step_last_duration_seconds",
+			"Duration of each step's HTTP exchange in the last check of the org, in seconds; absent for steps the last check did not run.",
+			[]string{labelOrg, labelStep}, nil),
 		stepDuration: prometheus.NewDesc("tokenwatch_step_duration_seconds",
-			"Duration of the HTTP exchanges of each step of a check, in seconds.", []string{labelOrg, labelStep}, nil),
+			"Duration of the HTTP exchanges of each step of a check, in seconds; only for orgs with metrics.step_histograms.",
+			[]string{labelOrg, labelStep}, nil),
 		stepPhaseDuration: prometheus.NewDesc("tokenwatch_step_phase_duration_seconds",
-			"Duration of each phase of each step's HTTP exchange in the last check, in seconds.", []string{labelOrg, labelStep, labelPhase}, nil),
+			"Duration of each phase of each step's HTTP exchange in the last check, in seconds; only for orgs with metrics.phases.",
+			[]string{labelOrg, labelStep, labelPhase}, nil),
 		checkDuration: prometheus.NewDesc("tokenwatch_check_duration_seconds",
 			"Duration of the last check of the org, in seconds.", org, nil),
 		lastRun: prometheus.NewDesc("tokenwatch_check_last_run_timestamp_seconds",
@@ -165,12 +197,21 @@ func NewCollector(src Source) *Collector {
 		backoffUntil: prometheus.NewDesc("tokenwatch_check_backoff_until_timestamp_seconds",
 			"While the org backs off after a rejected login: when its next login attempt may be made, in seconds since the Unix epoch.", org, nil),
 		buckets: stepDurationBuckets(),
-		counts:  make(map[string]*orgCounts),
+		fleet: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:                            "tokenwatch_fleet_step_duration_seconds",
+			Help:                            "Duration of the HTTP exchanges of each step of the checks of every org, by step and provider, in seconds.",
+			Buckets:                         stepDurationBuckets(),
+			NativeHistogramBucketFactor:     nativeBucketFactor,
+			NativeHistogramMaxBucketNumber:  nativeMaxBuckets,
+			NativeHistogramMinResetDuration: nativeMinResetDuration,
+		}, []string{labelStep, labelProvider}),
+		counts: make(map[string]*orgCounts),
 	}
 }
 
-// Observe counts a finished check: its outcome and step latencies. What the
-// check found (the gauges) comes from the Source at scrape time. A result
+// Observe counts a finished check: its outcome, its step durations in the
+// fleet histogram, and in the org's own histograms when info.StepHistograms.
+// What the check found (the gauges) comes from the Source at scrape time. A result
 // read back from the state store (r.Loaded) is not a check of this process
 // and is not counted. Counts of an org the Source no longer lists are
 // dropped at the next scrape, so a late result of a removed org never shows.
@@ -195,6 +236,12 @@ func (c *Collector) Observe(info checks.Info, r *checks.Result) {
 		if s.Skipped {
 			continue
 		}
+		if c.fleet != nil {
+			c.fleet.WithLabelValues(string(s.Step), info.Provider).Observe(s.Duration.Seconds())
+		}
+		if !info.StepHistograms {
+			continue
+		}
 		h, ok := st.steps[s.Step]
 		if !ok {
 			h = newHistogram(c.buckets)
@@ -211,6 +258,9 @@ func (c *Collector) Describe(chan<- *prometheus.Desc) {}
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, m := range c.metrics() {
 		ch <- m
+	}
+	if c.fleet != nil {
+		c.fleet.Collect(ch)
 	}
 }
 
@@ -245,10 +295,15 @@ func (c *Collector) metrics() []prometheus.Metric {
 	infoDescs := map[string]*prometheus.Desc{}
 	for _, o := range orgs {
 		name := o.Info.Name
+		st := c.counts[name]
+		if st != nil && !o.Info.StepHistograms {
+			// Turned off by a reload: gone with their series.
+			clear(st.steps)
+		}
 		c.collectInfo(emit, infoDescs, o.Info)
-		c.collectCounts(emit, name, c.counts[name])
+		c.collectCounts(emit, name, st)
 		if o.Last != nil {
-			c.collectLast(emit, name, o.Last)
+			c.collectLast(emit, o.Info, o.Last)
 		}
 	}
 	return out
@@ -289,7 +344,8 @@ func (c *Collector) collectCounts(emit func(prometheus.Metric), org string, st *
 	}
 }
 
-func (c *Collector) collectLast(emit func(prometheus.Metric), org string, r *checks.Result) {
+func (c *Collector) collectLast(emit func(prometheus.Metric), info checks.Info, r *checks.Result) {
+	org := info.Name
 	gauge := func(desc *prometheus.Desc, v float64, labels ...string) {
 		emit(prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, append([]string{org}, labels...)...))
 	}
@@ -317,6 +373,10 @@ func (c *Collector) collectLast(emit func(prometheus.Metric), org string, r *che
 	}
 	for _, s := range r.Steps {
 		if s.Skipped {
+			continue
+		}
+		gauge(c.stepLastDuration, s.Duration.Seconds(), string(s.Step))
+		if !info.Phases {
 			continue
 		}
 		for i, d := range s.Phases.Values() {

@@ -12,7 +12,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/prometheus/common/expfmt"
 
 	"github.com/tokenwatch/tokenwatch/checks"
 	"github.com/tokenwatch/tokenwatch/internal/e2etest"
@@ -21,10 +20,13 @@ import (
 // t0 is 2026-01-02T03:00:00Z, 1767322800 in Unix seconds.
 var t0 = time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
 
+// acmeInfo is an org with both opt-ins: its step histograms and phases.
 func acmeInfo() checks.Info {
 	return checks.Info{Name: "acme-prod", Provider: checks.ProviderSalesforce, Grant: checks.GrantPassword,
-		Labels: map[string]string{"team": "crm", "env": "prod"}}
+		Labels: map[string]string{"team": "crm", "env": "prod"}, StepHistograms: true, Phases: true}
 }
+
+// betaInfo is an org with the default metrics settings.
 
 func betaInfo() checks.Info {
 	return checks.Info{Name: "beta", Provider: checks.ProviderGeneric, Grant: checks.GrantClientCredentials,
@@ -132,7 +134,7 @@ tokenwatch_introspection_active{org="acme-prod"} 1
 # HELP tokenwatch_org_info Information about a configured org: always 1, labelled with its provider, grant type and configured labels.
 # TYPE tokenwatch_org_info gauge
 tokenwatch_org_info{env="prod",grant="password",org="acme-prod",provider="salesforce",team="crm"} 1
-# HELP tokenwatch_step_duration_seconds Duration of the HTTP exchanges of each step of a check, in seconds.
+# HELP tokenwatch_step_duration_seconds Duration of the HTTP exchanges of each step of a check, in seconds; only for orgs with metrics.step_histograms.
 # TYPE tokenwatch_step_duration_seconds histogram
 tokenwatch_step_duration_seconds_bucket{org="acme-prod",step="introspect",le="0.005"} 0
 tokenwatch_step_duration_seconds_bucket{org="acme-prod",step="introspect",le="0.01"} 0
@@ -190,7 +192,13 @@ tokenwatch_step_duration_seconds_bucket{org="acme-prod",step="token",le="10"} 2
 tokenwatch_step_duration_seconds_bucket{org="acme-prod",step="token",le="+Inf"} 2
 tokenwatch_step_duration_seconds_sum{org="acme-prod",step="token"} 0.875
 tokenwatch_step_duration_seconds_count{org="acme-prod",step="token"} 2
-# HELP tokenwatch_step_phase_duration_seconds Duration of each phase of each step's HTTP exchange in the last check, in seconds.
+# HELP tokenwatch_step_last_duration_seconds Duration of each step's HTTP exchange in the last check of the org, in seconds; absent for steps the last check did not run.
+# TYPE tokenwatch_step_last_duration_seconds gauge
+tokenwatch_step_last_duration_seconds{org="acme-prod",step="introspect"} 0.03125
+tokenwatch_step_last_duration_seconds{org="acme-prod",step="probe"} 0.0625
+tokenwatch_step_last_duration_seconds{org="acme-prod",step="revoke"} 0.005
+tokenwatch_step_last_duration_seconds{org="acme-prod",step="token"} 0.75
+# HELP tokenwatch_step_phase_duration_seconds Duration of each phase of each step's HTTP exchange in the last check, in seconds; only for orgs with metrics.phases.
 # TYPE tokenwatch_step_phase_duration_seconds gauge
 tokenwatch_step_phase_duration_seconds{org="acme-prod",phase="connect",step="introspect"} 0
 tokenwatch_step_phase_duration_seconds{org="acme-prod",phase="processing",step="introspect"} 0.03
@@ -238,12 +246,11 @@ func betaSeries() map[string]string {
 tokenwatch_checks_total{org="beta",outcome="ok"} 0`,
 		"tokenwatch_introspection_active": `tokenwatch_introspection_active{org="beta"} 0`,
 		"tokenwatch_org_info":             `tokenwatch_org_info{grant="client_credentials",org="beta",provider="generic",region="eu"} 1`,
-		"tokenwatch_step_duration_seconds": histogramLines("beta", "token", "0.0625", 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1) +
-			histogramLines("beta", "introspect", "0.25", 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1) +
-			histogramLines("beta", "probe", "2", 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1) +
-			histogramLines("beta", "revoke", "0.125", 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1),
-		"tokenwatch_step_phase_duration_seconds": phaseLines("beta", "token", "0.0625") + phaseLines("beta", "introspect", "0.25") +
-			phaseLines("beta", "probe", "2") + phaseLines("beta", "revoke", "0.125"),
+		// Default settings: the last check's step durations, no histograms, no phases.
+		"tokenwatch_step_last_duration_seconds": `tokenwatch_step_last_duration_seconds{org="beta",step="token"} 0.0625
+tokenwatch_step_last_duration_seconds{org="beta",step="introspect"} 0.25
+tokenwatch_step_last_duration_seconds{org="beta",step="probe"} 2
+tokenwatch_step_last_duration_seconds{org="beta",step="revoke"} 0.125`,
 		"tokenwatch_token_issued_timestamp_seconds": `tokenwatch_token_issued_timestamp_seconds{org="beta"} 1767322830`,
 	}
 }
@@ -259,19 +266,6 @@ func histogramLines(org, step, sum string, cumulative ...int) string {
 	b.WriteString(`tokenwatch_step_duration_seconds_sum{org="` + org + `",step="` + step + `"} ` + sum + "\n")
 	b.WriteString(`tokenwatch_step_duration_seconds_count{org="` + org + `",step="` + step + `"} ` + n)
 	return b.String() + "\n"
-}
-
-// phaseLines is a step whose whole time was processing.
-func phaseLines(org, step, processing string) string {
-	var b strings.Builder
-	for _, phase := range checks.PhaseNames {
-		v := "0"
-		if phase == "processing" {
-			v = processing
-		}
-		b.WriteString(`tokenwatch_step_phase_duration_seconds{org="` + org + `",phase="` + phase + `",step="` + step + `"} ` + v + "\n")
-	}
-	return b.String()
 }
 
 // withSeries adds extra lines, keyed by family name, to the families of an
@@ -353,10 +347,40 @@ func (s *fakeSource) publish(c *Collector, info checks.Info, r *checks.Result) {
 	c.Observe(info, r)
 }
 
+// acmeSecondAlone is acme's step histograms after acmeSecond alone.
+func acmeSecondAlone() string {
+	return "# HELP tokenwatch_step_duration_seconds Duration of the HTTP exchanges of each step of a check, in seconds; only for orgs with metrics.step_histograms.\n" +
+		"# TYPE tokenwatch_step_duration_seconds histogram\n" +
+		histogramLines("acme-prod", "token", "0.75", 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1) +
+		histogramLines("acme-prod", "introspect", "0.03125", 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1) +
+		histogramLines("acme-prod", "probe", "0.0625", 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1) +
+		histogramLines("acme-prod", "revoke", "0.005", 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1)
+}
+
+// withoutFamilies drops whole metric families from an exposition.
+func withoutFamilies(exposition string, names ...string) string {
+	var out strings.Builder
+	keep := true
+	for _, line := range strings.Split(strings.TrimSpace(exposition), "\n") {
+		if strings.HasPrefix(line, "# HELP ") {
+			keep = !slices.Contains(names, strings.Fields(line)[2])
+		}
+		if keep {
+			out.WriteString(line + "\n")
+		}
+	}
+	return out.String()
+}
+
+// The per-org series through checks and reloads: acme has both opt-ins,
+// beta the defaults. The fleet histogram has a test of its own.
 func TestCollectorScriptedSequence(t *testing.T) {
 	acme, beta := acmeInfo(), betaInfo()
+	acmeDefaults := acmeInfo()
+	acmeDefaults.StepHistograms, acmeDefaults.Phases = false, false
 	src := newSource()
 	c := NewCollector(src)
+	c.fleet = nil
 	reg := prometheus.NewPedanticRegistry()
 	if err := reg.Register(c); err != nil {
 		t.Fatalf("a pedantic registry refused the collector: %v", err)
@@ -367,37 +391,46 @@ func TestCollectorScriptedSequence(t *testing.T) {
 		name string
 		act  func()
 		want string
+		// names, when set, limits the comparison to these families.
+		names []string
 	}{
 		{"configured orgs appear before any check", func() {
 			src.set(acme, beta)
-		}, beforeAnyCheck},
+		}, beforeAnyCheck, nil},
 		{"two checks accumulate counts and histograms while gauges follow the last", func() {
 			src.publish(c, acme, acmeFirst())
 			src.publish(c, acme, acmeSecond())
-		}, withSeries(acmeAfterTwo, betaPending())},
+		}, withSeries(acmeAfterTwo, betaPending()), nil},
 		{"a permission gap is a failed check with introspection inactive", func() {
 			src.publish(c, beta, betaNotPermitted())
-		}, withSeries(acmeAfterTwo, betaSeries())},
+		}, withSeries(acmeAfterTwo, betaSeries()), nil},
 		{"a reload that keeps an org keeps its counts", func() {
 			src.set(beta, acme)
-		}, withSeries(acmeAfterTwo, betaSeries())},
+		}, withSeries(acmeAfterTwo, betaSeries()), nil},
 		{"removing an org drops every one of its series", func() {
 			src.set(acme)
-		}, acmeAfterTwo},
+		}, acmeAfterTwo, nil},
 		{"a late result of the removed org changes nothing", func() {
 			c.Observe(beta, betaNotPermitted())
-		}, acmeAfterTwo},
+		}, acmeAfterTwo, nil},
 		{"a result for an org never configured changes nothing", func() {
 			c.Observe(checks.Info{Name: "ghost"}, betaNotPermitted())
-		}, acmeAfterTwo},
+		}, acmeAfterTwo, nil},
 		{"an org added again starts from nothing", func() {
 			src.set(acme, beta)
-		}, withSeries(acmeAfterTwo, betaPending())},
+		}, withSeries(acmeAfterTwo, betaPending()), nil},
+		{"a reload that turns the opt-ins off drops their series, and only theirs", func() {
+			src.set(acmeDefaults, beta)
+		}, withoutFamilies(withSeries(acmeAfterTwo, betaPending()), "tokenwatch_step_duration_seconds", "tokenwatch_step_phase_duration_seconds"), nil},
+		{"turned on again, the histograms start from the next check", func() {
+			src.set(acme, beta)
+			src.publish(c, acme, acmeSecond())
+		}, acmeSecondAlone(), []string{"tokenwatch_step_duration_seconds"}},
 	}
 	for _, s := range script {
 		t.Run(s.name, func(t *testing.T) {
 			s.act()
-			if err := testutil.GatherAndCompare(reg, strings.NewReader(s.want)); err != nil {
+			if err := testutil.GatherAndCompare(reg, strings.NewReader(s.want), s.names...); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -419,6 +452,8 @@ func TestScrapeKeepsCountsOfAnOrgAddedMeanwhile(t *testing.T) {
 		}
 		return []checks.OrgState{{Info: acme, Last: acmeFirst()}}
 	}))
+	// The fleet histogram counts every check, listed or not.
+	c.fleet = nil
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
 	if n, err := testutil.GatherAndCount(reg); err != nil || n != 0 {
@@ -670,10 +705,7 @@ func TestExpositionPassesPromtoolLint(t *testing.T) {
 	src.publish(c, beta, betaNotPermitted())
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
-	text, err := testutil.GatherAndFormat(reg, expfmt.TypeTextPlain)
-	if err != nil {
-		t.Fatal(err)
-	}
+	text := exposition(t, reg)
 	cmd := exec.Command(promtool, "check", "metrics")
 	cmd.Stdin = bytes.NewReader(text)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -703,4 +735,67 @@ tokenwatch_checks_total{org="acme-prod",outcome="ok"} 1
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "tokenwatch_org_info", "tokenwatch_checks_total"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// tokenwatch_fleet_step_duration_seconds observes every org's steps by step
+// and provider, with no org label: what SLOs read. Skipped steps and results
+// read back from the store are not observed; an org's removal takes nothing
+// away. It has the classic buckets of the text format and a native
+// histogram for a Prometheus that scrapes them.
+func TestFleetStepHistogram(t *testing.T) {
+	acme, beta := acmeInfo(), betaInfo()
+	beta.Provider = checks.ProviderSalesforce
+	gen := checks.Info{Name: "gen", Provider: checks.ProviderGeneric, Grant: checks.GrantClientCredentials}
+	src := newSource(acme, beta, gen)
+	c := NewCollector(src)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	src.publish(c, acme, acmeFirst())        // token, introspect, probe (revoke skipped)
+	src.publish(c, beta, betaNotPermitted()) // all four
+	src.publish(c, gen, &checks.Result{Outcome: checks.OutcomeOK, Steps: []checks.StepResult{step(checks.StepToken, 3*time.Second)}})
+	loaded := acmeSecond()
+	loaded.Loaded = true
+	src.publish(c, acme, loaded)
+	src.set(acme, gen) // beta removed: its observations stay in the fleet's
+
+	want := "# HELP tokenwatch_fleet_step_duration_seconds Duration of the HTTP exchanges of each step of the checks of every org, by step and provider, in seconds.\n" +
+		"# TYPE tokenwatch_fleet_step_duration_seconds histogram\n" +
+		fleetLines("generic", "token", "3", 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1) +
+		fleetLines("salesforce", "introspect", "0.28125", 0, 0, 0, 1, 1, 2, 2, 2, 2, 2, 2) +
+		fleetLines("salesforce", "probe", "2.0625", 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2) +
+		fleetLines("salesforce", "revoke", "0.125", 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1) +
+		fleetLines("salesforce", "token", "0.1875", 0, 0, 0, 0, 1, 2, 2, 2, 2, 2, 2)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "tokenwatch_fleet_step_duration_seconds"); err != nil {
+		t.Fatal(err)
+	}
+
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "tokenwatch_fleet_step_duration_seconds" {
+			continue
+		}
+		for _, m := range mf.Metric {
+			h := m.GetHistogram()
+			if h.Schema == nil || len(h.GetPositiveSpan()) == 0 {
+				t.Errorf("%v: no native histogram (schema %v, spans %v)", m.GetLabel(), h.Schema, h.GetPositiveSpan())
+			}
+		}
+	}
+}
+
+func fleetLines(provider, step, sum string, cumulative ...int) string {
+	labels := `provider="` + provider + `",step="` + step + `"`
+	var b strings.Builder
+	bounds := []string{"0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10"}
+	for i, le := range bounds {
+		b.WriteString(`tokenwatch_fleet_step_duration_seconds_bucket{` + labels + `,le="` + le + `"} ` + strconv.Itoa(cumulative[i]) + "\n")
+	}
+	n := strconv.Itoa(cumulative[len(cumulative)-1])
+	b.WriteString(`tokenwatch_fleet_step_duration_seconds_bucket{` + labels + `,le="+Inf"} ` + n + "\n")
+	b.WriteString(`tokenwatch_fleet_step_duration_seconds_sum{` + labels + `} ` + sum + "\n")
+	b.WriteString(`tokenwatch_fleet_step_duration_seconds_count{` + labels + `} ` + n + "\n")
+	return b.String()
 }

@@ -107,6 +107,9 @@ func ProbeHandler(p Prober, defaultTimeout func() time.Duration, logger *slog.Lo
 		// A one-off collector of this one result: its gauges, and its
 		// counts unless it was read back from the store.
 		c := NewCollector(SourceFunc(func() []checks.OrgState { return []checks.OrgState{{Info: info, Last: result}} }))
+		// One org's answer: no fleet-wide series. The org's opt-in series
+		// follow its settings, as on /metrics.
+		c.fleet = nil
 		reg.MustRegister(c)
 		c.Observe(info, result)
 		// A check that outran the deadline is a failed probe, whatever the

@@ -157,8 +157,20 @@ func TestProbeHandlerAnswersTheCheckItRan(t *testing.T) {
 			if v, ok := sample(t, body, "tokenwatch_checks_total", map[string]string{"org": tt.org, "outcome": tt.outcome}); !ok || v != 1 {
 				t.Errorf("checks_total{outcome=%q} = %v (present %v), want 1", tt.outcome, v, ok)
 			}
-			if v, ok := sample(t, body, "tokenwatch_step_duration_seconds", map[string]string{"org": tt.org, "step": "token"}); !ok || v != 1 {
-				t.Errorf("token step histogram count = %v (present %v), want 1", v, ok)
+			// As on /metrics: the last check's step durations always, the
+			// histograms and phases by the org's settings (acme has them).
+			if _, ok := sample(t, body, "tokenwatch_step_last_duration_seconds", map[string]string{"org": tt.org, "step": "token"}); !ok {
+				t.Errorf("tokenwatch_step_last_duration_seconds{step=token} absent")
+			}
+			v, ok := sample(t, body, "tokenwatch_step_duration_seconds", map[string]string{"org": tt.org, "step": "token"})
+			if opted := tt.org == "acme-prod"; ok != opted || (opted && v != 1) {
+				t.Errorf("token step histogram count = %v (present %v), want present %v with 1", v, ok, opted)
+			}
+			if _, ok := sample(t, body, "tokenwatch_step_phase_duration_seconds", map[string]string{"org": tt.org, "step": "token", "phase": "processing"}); ok != (tt.org == "acme-prod") {
+				t.Errorf("phases present %v, want %v", ok, tt.org == "acme-prod")
+			}
+			if strings.Contains(body, "tokenwatch_fleet_") {
+				t.Errorf("the answer holds fleet-wide series:\n%s", body)
 			}
 			if strings.Contains(body, `org="`+otherOrg(tt.org)+`"`) {
 				t.Errorf("the answer holds series of another org:\n%s", body)

@@ -246,6 +246,17 @@ func fleetRow(b *dashboard.DashboardBuilder) {
 		rows("A", `max by (alertname, org) (tokenwatch_alert_firing) > 0`)).
 		NoValue("No alert is firing").
 		WithTransformation(organize([]string{"Time", "Value"}, map[string]string{}, []string{"alertname", "org"})))
+
+	// The classic buckets, or the native histogram where Prometheus
+	// scrapes it instead of them.
+	fleetQuantile := func(ref, q string) *prometheus.DataqueryBuilder {
+		return query(ref, `histogram_quantile(`+q+`, sum by (le, step) (rate(tokenwatch_fleet_step_duration_seconds_bucket[$__rate_interval])))`+
+			` or histogram_quantile(`+q+`, sum by (step) (rate(tokenwatch_fleet_step_duration_seconds[$__rate_interval])))`,
+			"{{step}} p"+q[2:])
+	}
+	b.WithPanel(graph("Step latency, all orgs",
+		"Latency of each step's HTTP exchanges (token, introspect, probe, revoke) across every org: median and 99th percentile, from the fleet-wide histogram tokenwatch_fleet_step_duration_seconds (by step and provider, no org label; classic buckets, or the native histogram where Prometheus scrapes those). One org's steps are in its row below.", "s", 24, 8,
+		fleetQuantile("A", "0.5"), fleetQuantile("B", "0.99")))
 }
 
 // orgRow explains one org, picked with the org variable.
@@ -296,19 +307,12 @@ func orgRow(b *dashboard.DashboardBuilder) {
 		"Time left on the token each check saw. A sawtooth is normal for fresh tokens; a line heading to zero is not.", "s", 12, 6,
 		query("A", `tokenwatch_token_expiry_timestamp_seconds`+sel+` - time()`, "expires in")))
 
-	quantile := func(ref, q string) *prometheus.DataqueryBuilder {
-		return query(ref, `histogram_quantile(`+q+`, sum by (le, step) (rate(tokenwatch_step_duration_seconds_bucket`+sel+`[$__rate_interval])))`,
-			"{{step}} p"+q[2:])
-	}
 	b.WithPanel(graph("Step latency",
-		"Latency of each step's HTTP exchanges (token, introspect, probe, revoke): median, 90th and 99th percentile.", "s", 12, 8,
-		quantile("A", "0.5"), quantile("B", "0.9"), quantile("C", "0.99")))
-	phases := func(ref, step string) *prometheus.DataqueryBuilder {
-		return instant(ref, `tokenwatch_step_phase_duration_seconds{org="$org", step="`+step+`"} > 0`, "{{step}} {{phase}}")
-	}
-	b.WithPanel(barGauge("Phases of the last check",
-		"Where the time of each step went in the last check: resolve, connect, tls, processing (the server thinking), transfer. Phases that took no time are left out.", "s", 12, 8,
-		phases("A", "token"), phases("B", "introspect"), phases("C", "probe"), phases("D", "revoke")).
+		"How long each step's HTTP exchanges took (token, introspect, probe, revoke), check after check: tokenwatch_step_last_duration_seconds, the last check's durations, as each scrape saw them. For percentiles of this org, turn on metrics.step_histograms (tokenwatch_step_duration_seconds, 56 series); across orgs, see the fleet row.", "s", 12, 8,
+		query("A", `tokenwatch_step_last_duration_seconds`+sel, "{{step}}")))
+	b.WithPanel(barGauge("Last check by step and phase",
+		"Where the time of each step went in the last check. With metrics.phases on for the org, by phase: resolve, connect, tls, processing (the server thinking), transfer, leaving out phases that took no time; otherwise each step's total.", "s", 12, 8,
+		instant("A", `tokenwatch_step_phase_duration_seconds`+sel+` > 0 or on (step) tokenwatch_step_last_duration_seconds`+sel, "{{step}} {{phase}}")).
 		Thresholds(thresholds(blue)))
 
 	b.WithPanel(bars("Outcomes over time",
