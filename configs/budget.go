@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+
 	"github.com/tokenwatch/tokenwatch/checks"
 )
 
@@ -110,7 +111,7 @@ func runsPerHour(spec string) float64 {
 	var perHour [24]int
 	for t := s.Next(start); !t.IsZero(); t = s.Next(t) {
 		h := int(t.Sub(start) / time.Hour)
-		if h >= len(perHour) {
+		if h < 0 || h >= len(perHour) {
 			break
 		}
 		perHour[h]++

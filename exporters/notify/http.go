@@ -61,7 +61,7 @@ func credentials(cfg promconfig.HTTPClientConfig) []string {
 		add(b.Password, b.PasswordFile)
 		// The Authorization header as sent, should an answer echo it.
 		for _, pw := range out[n:] {
-			out = append(out, base64.StdEncoding.EncodeToString([]byte(string(b.Username)+":"+pw)))
+			out = append(out, base64.StdEncoding.EncodeToString([]byte(b.Username+":"+pw)))
 		}
 	}
 	if a := cfg.Authorization; a != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/tokenwatch/tokenwatch/internal/alerting"
 	"github.com/tokenwatch/tokenwatch/internal/e2etest"
 )

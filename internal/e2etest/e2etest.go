@@ -101,7 +101,7 @@ func Tokenwatch(t testing.TB) string {
 		defer cancel()
 		out, err := exec.CommandContext(ctx, "go", "build", "-o", build.path, "github.com/tokenwatch/tokenwatch/cmd/tokenwatch").CombinedOutput()
 		if err != nil {
-			build.err = fmt.Errorf("go build: %v\n%s", err, out)
+			build.err = fmt.Errorf("go build: %w\n%s", err, out)
 		}
 	})
 	if build.err != nil {

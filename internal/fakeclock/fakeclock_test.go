@@ -9,8 +9,8 @@ import (
 func TestClockStandsStillUntilMoved(t *testing.T) {
 	t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	c := New(t0)
-	if !c.Now().Equal(t0) || !c.Now().Equal(t0) {
-		t.Fatalf("Now = %s, want %s", c.Now(), t0)
+	if first, second := c.Now(), c.Now(); !first.Equal(t0) || !second.Equal(t0) {
+		t.Fatalf("Now = %s, then %s, want %s both times", first, second, t0)
 	}
 	var wg sync.WaitGroup
 	for range 100 {

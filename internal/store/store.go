@@ -26,6 +26,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/sys/unix"
 )
 
@@ -344,7 +345,7 @@ func openDB(path string, logger *slog.Logger) (*bolt.DB, error) {
 	}
 	moved, err := moveAside(path, time.Now())
 	if err != nil {
-		return nil, fmt.Errorf("move unreadable storage file aside (%v): %w", bad, err)
+		return nil, fmt.Errorf("move unreadable storage file aside (%w): %w", bad, err)
 	}
 	logger.Warn(movedMsg, append([]any{"err", bad.err, "path", path, "moved_to", moved}, bad.attrs...)...)
 	// The file is gone now, so any error is about the directory, not the data.
@@ -414,7 +415,7 @@ func openExisting(path string) (db *bolt.DB, err error) {
 		}
 	}()
 	db, err = bolt.Open(path, fileMode, opts)
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, boltLockErr(path, err)
 	}
 	if err != nil && (outOfResources(err) || notTheFilesFault(err)) {
@@ -453,7 +454,7 @@ func notTheFilesFault(err error) bool {
 // boltLockErr turns bolt's lock timeout into ErrLocked: something outside
 // our lock file holds the db file.
 func boltLockErr(path string, err error) error {
-	if !errors.Is(err, bolt.ErrTimeout) {
+	if !errors.Is(err, bolterrors.ErrTimeout) {
 		return err
 	}
 	return fmt.Errorf("storage file %s is locked by another process (stop it, or give this instance its own --storage.path): %w", path, ErrLocked)

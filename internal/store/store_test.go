@@ -208,7 +208,7 @@ func TestConcurrentPutsSurviveReopen(t *testing.T) {
 	err := s.Each(Alerts, func(k string, _ []byte) error {
 		var v value
 		if found, err := s.Get(Alerts, k, &v); !found || err != nil || v.Token != "token-"+k {
-			return fmt.Errorf("%s: %v, %v, %+v", k, found, err, v)
+			return fmt.Errorf("%s: %v, %w, %+v", k, found, err, v)
 		}
 		count++
 		return nil
