@@ -10,8 +10,10 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"hash"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -34,6 +36,8 @@ type Checker struct {
 
 	// busy serializes checks; unlike a mutex, waiting for it honours ctx.
 	busy chan struct{}
+	// preset is the target's endpoints as configured (presetEndpoints).
+	preset Endpoints
 	// discovered endpoints and when they were read.
 	discovered   Endpoints
 	discoveredAt time.Time
@@ -47,6 +51,12 @@ type Checker struct {
 	certExpiry time.Time
 	// loginGate, when set, is asked right before each token request.
 	loginGate func(context.Context) error
+	// urls caches the parsed endpoint URLs (endpointURL).
+	urls map[string]endpoint
+	// signer is the HMAC keyed by the client secret that verifySignature uses.
+	signer hash.Hash
+	// red redacts the current check's texts (newCheckRedactor).
+	red *Redactor
 }
 
 type keptToken struct {
@@ -72,7 +82,7 @@ func WithClock(now func() time.Time) Option { return func(ch *Checker) { ch.now 
 
 // NewChecker prepares the checks of one org.
 func NewChecker(t Target, opts ...Option) *Checker {
-	c := &Checker{target: t, now: time.Now, timeout: t.Timeout, busy: make(chan struct{}, 1)}
+	c := &Checker{target: t, now: time.Now, timeout: t.Timeout, busy: make(chan struct{}, 1), preset: presetEndpoints(&t)}
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
 	}
@@ -144,6 +154,9 @@ type run struct {
 }
 
 func (r *run) add(sr StepResult) *StepResult {
+	if r.res.Steps == nil {
+		r.res.Steps = make([]StepResult, 0, len(AllSteps))
+	}
 	r.res.Steps = append(r.res.Steps, sr)
 	return &r.res.Steps[len(r.res.Steps)-1]
 }
@@ -168,6 +181,8 @@ func (c *Checker) Check(ctx context.Context) (res *Result) {
 		r.secrets = append(r.secrets, ic.Secret.Reveal())
 	}
 	c.certExpiry = time.Time{}
+	// Every text of the check is redacted, where it is cut and at the end.
+	c.red = newCheckRedactor(c.red, &c.target, &r.secrets)
 	defer func() {
 		if p := recover(); p != nil {
 			r.res.Outcome = OutcomeInternalError
@@ -177,7 +192,7 @@ func (c *Checker) Check(ctx context.Context) (res *Result) {
 		r.res.Duration = time.Since(began)
 		r.res.TLSCertExpiry = c.certExpiry
 		c.keeping.Store(c.kept != nil)
-		redact(r.res, r.secrets)
+		c.red.Result(r.res)
 		res = r.res
 	}()
 	c.check(ctx, r)
@@ -328,7 +343,7 @@ func (c *Checker) obtain(ctx context.Context, r *run) (*tokenResponse, bool) {
 		c.conclude(r, e.outcome, "The token endpoint "+e.detail+".", "")
 		return nil, false
 	}
-	if oe := parseOAuthError(resp.body); oe != nil || resp.status >= 400 {
+	if oe := resp.oauthError(); oe != nil || resp.status >= 400 {
 		o := c.classifyTokenError(resp.status, oe, skew)
 		if o == OutcomeGrantRejected && oe != nil && oe.Code == "invalid_grant" && sentRefresh != "" && c.chain.knownRetired(sentRefresh) {
 			o = OutcomeRefreshTokenRetired
@@ -341,7 +356,7 @@ func (c *Checker) obtain(ctx context.Context, r *run) (*tokenResponse, bool) {
 		c.conclude(r, o, "The token endpoint "+detail+".", tokenErrorFix(c.target, o, oe))
 		return nil, false
 	}
-	tok, err := parseTokenResponse(resp.body)
+	tok, err := parseTokenResponse(resp.object())
 	if tok != nil && tok.refreshToken != "" && sentRefresh != "" && Secret(tok.refreshToken) != sentRefresh {
 		// Rotation: the sent token is dead now. The new one is saved before
 		// anything else happens with this answer, even a malformed one.
@@ -369,7 +384,7 @@ func (c *Checker) obtain(ctx context.Context, r *run) (*tokenResponse, bool) {
 		f.Expiry = f.IssuedAt.Add(tok.expiresIn)
 		f.ExpirySource = "expires_in"
 	}
-	if claims := jwtClaims(tok.accessToken); claims != nil {
+	if claims, ok := jwtClaims(tok.accessToken); ok {
 		if exp := epoch(claims, "exp"); !exp.IsZero() {
 			f.Expiry, f.ExpirySource = exp, "jwt"
 		}
@@ -415,10 +430,17 @@ func (c *Checker) verifySignature(tok *tokenResponse) string {
 	if tok.signature == "" || tok.id == "" || tok.issuedAtRaw == "" {
 		return SignatureAbsent
 	}
-	m := hmac.New(sha256.New, []byte(c.target.Client.Secret.Reveal()))
-	m.Write([]byte(tok.id + tok.issuedAtRaw))
-	want := base64.StdEncoding.EncodeToString(m.Sum(nil))
-	if hmac.Equal([]byte(want), []byte(tok.signature)) {
+	if c.signer == nil {
+		c.signer = hmac.New(sha256.New, []byte(c.target.Client.Secret.Reveal()))
+	}
+	m := c.signer
+	m.Reset()
+	m.Write([]byte(tok.id))
+	m.Write([]byte(tok.issuedAtRaw))
+	var sum [sha256.Size]byte
+	var want [44]byte // base64 of 32 bytes
+	base64.StdEncoding.Encode(want[:], m.Sum(sum[:0]))
+	if hmac.Equal(want[:], []byte(tok.signature)) {
 		return SignatureValid
 	}
 	return SignatureMismatch
@@ -483,7 +505,7 @@ func (c *Checker) introspect(ctx context.Context, r *run, token string) *introsp
 		cl = *c.target.Introspection.Client
 	}
 	rq := request{step: StepIntrospect, method: http.MethodPost, url: r.ep.Introspection,
-		form: url.Values{"token": {token}}, sent: []string{"token"}, credentials: true}
+		form: newForm("token", token), sent: []string{"token"}, credentials: true}
 	if h := c.target.Introspection.TokenTypeHint; h != "" {
 		rq.form.Set("token_type_hint", h)
 		rq.sent = append(rq.sent, "token_type_hint="+h)
@@ -504,7 +526,7 @@ func (c *Checker) introspect(ctx context.Context, r *run, token string) *introsp
 		step.Outcome, step.Detail = e.outcome, e.detail
 		return nil
 	}
-	oe := parseOAuthError(resp.body)
+	oe := resp.oauthError()
 	switch {
 	case resp.status == http.StatusUnauthorized || resp.status == http.StatusForbidden ||
 		(oe != nil && (oe.Code == "invalid_client" || oe.Code == "invalid_client_id" || oe.Code == "unauthorized_client")):
@@ -522,7 +544,7 @@ func (c *Checker) introspect(ctx context.Context, r *run, token string) *introsp
 		}
 		return nil
 	}
-	in, err := parseIntrospection(resp.body)
+	in, err := parseIntrospection(resp.object())
 	if err != nil {
 		step.Outcome, step.Detail = OutcomeMalformedResponse, fmt.Sprintf("answered %d but %s", resp.status, err)
 		return nil
@@ -635,7 +657,7 @@ func (c *Checker) probe(ctx context.Context, r *run, token string) probeResult {
 		switch w {
 		case witnessInconclusive:
 			step.Outcome = OutcomeUnexpectedStatus
-			if oe := parseOAuthError(resp.body); oe != nil && strings.Contains(strings.ToUpper(oe.Code), "LIMIT_EXCEEDED") {
+			if oe := resp.oauthError(); oe != nil && strings.Contains(strings.ToUpper(oe.Code), "LIMIT_EXCEEDED") {
 				step.Outcome = OutcomeRateLimited
 			}
 		default:
@@ -643,8 +665,8 @@ func (c *Checker) probe(ctx context.Context, r *run, token string) probeResult {
 		}
 		return probeResult{*step, w}
 	}
-	step.Detail = fmt.Sprintf("answered %d: the token works", resp.status)
-	if m, err := object(resp.body); err == nil {
+	step.Detail = "answered " + strconv.Itoa(resp.status) + ": the token works"
+	if m, err := resp.object(); err == nil {
 		if u := str(m, "preferred_username"); u != "" && r.res.Token.Username == "" {
 			r.res.Token.Username = u
 		}
@@ -654,7 +676,7 @@ func (c *Checker) probe(ctx context.Context, r *run, token string) probeResult {
 
 // judgeRefusal reads a 4xx answer of a resource (RFC 6750 §3.1 and Salesforce's forms).
 func judgeRefusal(resp *response) witness {
-	oe := parseOAuthError(resp.body)
+	oe := resp.oauthError()
 	challenge := strings.ToLower(resp.header.Get("WWW-Authenticate"))
 	code := ""
 	if oe != nil {
@@ -673,14 +695,14 @@ func judgeRefusal(resp *response) witness {
 
 // rejection says why a resource refused a token, from WWW-Authenticate or the body.
 func rejection(resp *response) string {
-	if oe := parseOAuthError(resp.body); oe != nil {
+	if oe := resp.oauthError(); oe != nil {
 		return ": " + oe.String()
 	}
 	if h := resp.header.Get("WWW-Authenticate"); h != "" {
-		return ": WWW-Authenticate " + truncate(h, 200)
+		return ": WWW-Authenticate " + resp.red.Cut(h, 200)
 	}
 	if s := strings.TrimSpace(string(resp.body)); s != "" && !strings.ContainsAny(s, "\n{[<") {
-		return ": " + truncate(s, 120)
+		return ": " + resp.red.Cut(s, 120)
 	}
 	return ""
 }
@@ -696,7 +718,7 @@ func tokenDead(in *introspection, pr probeResult) bool {
 // revoke revokes the token (RFC 7009; Salesforce's variant answers 400 invalid_token for dead tokens).
 func (c *Checker) revoke(ctx context.Context, ep Endpoints, token string) StepResult {
 	rq := request{step: StepRevoke, method: http.MethodPost, url: ep.Revocation,
-		form: url.Values{"token": {token}, "token_type_hint": {"access_token"}}, sent: []string{"token", "token_type_hint=access_token"}, credentials: true}
+		form: newForm("token", token, "token_type_hint", "access_token"), sent: []string{"token", "token_type_hint=access_token"}, credentials: true}
 	cl := c.target.Client
 	if err := c.authenticate(&rq, &cl, ep.Token); err != nil {
 		return StepResult{Step: StepRevoke, Method: http.MethodPost, URL: displayURL(ep.Revocation), Outcome: OutcomeInternalError, Detail: err.Error()}
@@ -709,10 +731,10 @@ func (c *Checker) revoke(ctx context.Context, ep Endpoints, token string) StepRe
 		sr.Outcome, sr.Detail = e.outcome, e.detail
 		return sr
 	}
-	oe := parseOAuthError(resp.body)
+	oe := resp.oauthError()
 	switch {
 	case resp.status < 300 && oe == nil:
-		sr.Detail = fmt.Sprintf("answered %d: revoked", resp.status)
+		sr.Detail = "answered " + strconv.Itoa(resp.status) + ": revoked"
 	case oe != nil && oe.Code == "invalid_token":
 		// Salesforce answers 400 invalid_token for a token already dead, where RFC 7009 says 200.
 		sr.Detail = fmt.Sprintf("answered %d invalid_token: the token was already invalid", resp.status)
@@ -732,15 +754,8 @@ func (c *Checker) revoke(ctx context.Context, ep Endpoints, token string) StepRe
 // endpoints resolves the org's endpoints: explicit URLs win over the
 // provider preset, which wins over discovery.
 func (c *Checker) endpoints(ctx context.Context) (Endpoints, error) {
-	t := c.target
-	ep := t.Endpoints
-	if t.Provider == ProviderSalesforce && t.URL != "" {
-		base := strings.TrimRight(t.URL, "/")
-		fill(&ep.Token, base+"/services/oauth2/token")
-		fill(&ep.Introspection, base+"/services/oauth2/introspect")
-		fill(&ep.Revocation, base+"/services/oauth2/revoke")
-		fill(&ep.Userinfo, base+"/services/oauth2/userinfo")
-	}
+	t := &c.target
+	ep := c.preset
 	complete := ep.Token != "" && ep.Introspection != "" && ep.Revocation != "" && (ep.Userinfo != "" || t.Probe != ProbeUserinfo)
 	if t.DiscoveryURL == "" || complete {
 		if ep.Token == "" {
@@ -765,6 +780,19 @@ func (c *Checker) endpoints(ctx context.Context) (Endpoints, error) {
 	return ep, nil
 }
 
+// presetEndpoints is the target's explicit URLs, completed by its provider preset.
+func presetEndpoints(t *Target) Endpoints {
+	ep := t.Endpoints
+	if t.Provider == ProviderSalesforce && t.URL != "" {
+		base := strings.TrimRight(t.URL, "/")
+		fill(&ep.Token, base+"/services/oauth2/token")
+		fill(&ep.Introspection, base+"/services/oauth2/introspect")
+		fill(&ep.Revocation, base+"/services/oauth2/revoke")
+		fill(&ep.Userinfo, base+"/services/oauth2/userinfo")
+	}
+	return ep
+}
+
 func fill(dst *string, v string) {
 	if *dst == "" {
 		*dst = v
@@ -785,7 +813,7 @@ func (c *Checker) discover(ctx context.Context) (Endpoints, error) {
 	if resp.status != http.StatusOK {
 		return Endpoints{}, classify(OutcomeDiscoveryFailed, "%s answered %d", where, resp.status)
 	}
-	m, err := object(resp.body)
+	m, err := resp.object()
 	if err != nil {
 		return Endpoints{}, classify(OutcomeDiscoveryFailed, "%s: %s", where, err)
 	}
@@ -817,24 +845,4 @@ func asClassified(err error, fallback Outcome) *classified {
 		return e
 	}
 	return &classified{outcome: fallback, detail: err.Error()}
-}
-
-// redact removes every credential and token of this check from the result's
-// text, in case a server echoed one back.
-func redact(res *Result, secrets []string) {
-	var pairs []string
-	for _, s := range secrets {
-		if len(s) >= 4 {
-			pairs = append(pairs, s, "<redacted>")
-		}
-	}
-	if len(pairs) == 0 {
-		return
-	}
-	rep := strings.NewReplacer(pairs...)
-	res.Explanation = rep.Replace(res.Explanation)
-	res.Fix = rep.Replace(res.Fix)
-	for i := range res.Steps {
-		res.Steps[i].Detail = rep.Replace(res.Steps[i].Detail)
-	}
 }

@@ -73,7 +73,7 @@ func (c *Checker) authenticate(rq *request, cl *Client, tokenURL string) error {
 // tokenRequest builds the grant request for the token endpoint.
 func (c *Checker) tokenRequest(tokenURL string, refreshToken Secret) (request, error) {
 	g := &c.target.Grant
-	rq := request{step: StepToken, method: http.MethodPost, url: tokenURL, form: url.Values{}, credentials: true}
+	rq := request{step: StepToken, method: http.MethodPost, url: tokenURL, form: newForm(), credentials: true}
 	switch g.Type {
 	case GrantPassword:
 		rq.form.Set("grant_type", "password")

@@ -14,8 +14,10 @@ import (
 	"net/http/httptrace"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -54,7 +56,7 @@ type request struct {
 	step   Step
 	method string
 	url    string
-	form   url.Values
+	form   form // nil: no body
 	header http.Header
 	// sent names what goes out, values withheld except where harmless.
 	sent []string
@@ -68,6 +70,37 @@ type response struct {
 	status int
 	header http.Header
 	body   []byte
+	// red redacts what is shown of the answer, before it is cut.
+	red *Redactor
+
+	// The body's JSON object, scanned once for all who read it.
+	scanned, isObject bool
+	obj               jsonObject
+	objEnd            int
+}
+
+func (r *response) scan() {
+	if !r.scanned {
+		r.scanned = true
+		r.obj, r.objEnd, r.isObject = scanObject(r.body)
+	}
+}
+
+// object is the answer's JSON object (see the function object).
+func (r *response) object() (jsonObject, error) {
+	if r.scan(); !r.isObject {
+		return jsonObject{}, objectError(r.body)
+	}
+	return r.obj, nil
+}
+
+// oauthError is parseOAuthError(r.body), read from the same scan.
+func (r *response) oauthError() *oauthError {
+	if r.scan(); !r.isObject || len(bytes.TrimSpace(r.body[r.objEnd:])) > 0 {
+		// Not an object (empty, or an error array, say), or not only one: the slow way.
+		return redactWith(parseOAuthError(r.body), r.red)
+	}
+	return redactWith(oauthErrorOf(r.obj), r.red)
 }
 
 // classified is an error with the outcome it maps to and a credential-free detail.
@@ -86,14 +119,15 @@ func classify(o Outcome, format string, args ...any) *classified {
 // and the step's timing record. A transport failure comes back as a
 // *classified error; HTTP statuses are left to the caller.
 func (c *Checker) do(ctx context.Context, rq request) (*response, StepResult, error) {
-	sr := StepResult{Step: rq.step, Method: rq.method, URL: displayURL(rq.url), Sent: rq.sent, Outcome: OutcomeOK}
-	u, err := url.Parse(rq.url)
-	if err != nil || u.Host == "" {
-		e := classify(OutcomeInternalError, "endpoint URL %q is not an absolute URL", displayURL(rq.url))
+	ep := c.endpointURL(rq.url)
+	sr := StepResult{Step: rq.step, Method: rq.method, URL: ep.display, Sent: rq.sent, Outcome: OutcomeOK}
+	u := ep.parsed
+	if u == nil || u.Host == "" {
+		e := classify(OutcomeInternalError, "endpoint URL %q is not an absolute URL", ep.display)
 		sr.Outcome, sr.Detail = e.outcome, e.detail
 		return nil, sr, e
 	}
-	if rq.credentials && u.Scheme == "http" && !IsLoopback(u.Hostname()) {
+	if rq.credentials && u.Scheme == "http" && !ep.loopback {
 		e := classify(OutcomeInsecureEndpoint, "refused to send credentials over plain http to %s; use https", u.Host)
 		sr.Outcome, sr.Detail = e.outcome, e.detail
 		return nil, sr, e
@@ -106,6 +140,8 @@ func (c *Checker) do(ctx context.Context, rq request) (*response, StepResult, er
 
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
+	tr := &phaseTrace{}
+	ctx = httptrace.WithClientTrace(ctx, tr.clientTrace())
 	var body io.Reader
 	if rq.form != nil {
 		body = strings.NewReader(rq.form.Encode())
@@ -119,16 +155,16 @@ func (c *Checker) do(ctx context.Context, rq request) (*response, StepResult, er
 	for k, v := range rq.header {
 		req.Header[k] = v
 	}
+	// Shared values, read only: round trippers replace a header's values or
+	// append to them (these are full, so append copies), never write into them.
 	if rq.form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header["Content-Type"] = formContentType
 	}
-	if req.Header.Get("Accept") == "" {
-		req.Header.Set("Accept", "application/json")
+	if len(req.Header["Accept"]) == 0 {
+		req.Header["Accept"] = acceptJSON
 	}
-	req.Header.Set("User-Agent", userAgent)
+	req.Header["User-Agent"] = userAgentValue
 
-	tr := &phaseTrace{}
-	req = req.WithContext(httptrace.WithClientTrace(req.Context(), tr.clientTrace()))
 	start := time.Now()
 	tr.start = start
 	resp, err := c.client.Do(req)
@@ -140,7 +176,7 @@ func (c *Checker) do(ctx context.Context, rq request) (*response, StepResult, er
 		return nil, sr, e
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxBodyBytes+1))
+	data, err := readBody(resp)
 	end := time.Now()
 	sr.Duration = end.Sub(start)
 	sr.Phases = tr.phases(end)
@@ -156,7 +192,128 @@ func (c *Checker) do(ctx context.Context, rq request) (*response, StepResult, er
 		sr.Outcome, sr.Detail = e.outcome, e.detail
 		return nil, sr, e
 	}
-	return &response{status: resp.StatusCode, header: resp.Header, body: data}, sr, nil
+	return &response{status: resp.StatusCode, header: resp.Header, body: data, red: c.red}, sr, nil
+}
+
+// formField is one field of a request's form body.
+type formField struct{ key, value string }
+
+// form is a request's form body: a few fields, each key once. It encodes
+// as url.Values.Encode would (keys sorted, query-escaped), without a map.
+type form []formField
+
+// newForm returns a form of key, value pairs, with room for the client authentication.
+func newForm(kv ...string) form {
+	f := make(form, 0, 8)
+	for i := 0; i+1 < len(kv); i += 2 {
+		f.Set(kv[i], kv[i+1])
+	}
+	return f
+}
+
+// Set sets key to value, replacing a value it had.
+func (f *form) Set(key, value string) {
+	for i := range *f {
+		if (*f)[i].key == key {
+			(*f)[i].value = value
+			return
+		}
+	}
+	*f = append(*f, formField{key, value})
+}
+
+// Get returns key's value, "" when it has none.
+func (f form) Get(key string) string {
+	for _, x := range f {
+		if x.key == key {
+			return x.value
+		}
+	}
+	return ""
+}
+
+// Encode is the body, as url.Values.Encode encodes the same fields. It
+// sorts the fields in place.
+func (f form) Encode() string {
+	sorted := f
+	slices.SortFunc(sorted, func(a, b formField) int { return strings.Compare(a.key, b.key) })
+	size := 0
+	for _, x := range sorted {
+		size += len(x.key) + len(x.value) + 2
+	}
+	var b strings.Builder
+	b.Grow(size + size/8)
+	for i, x := range sorted {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(url.QueryEscape(x.key))
+		b.WriteByte('=')
+		b.WriteString(url.QueryEscape(x.value))
+	}
+	return b.String()
+}
+
+var (
+	formContentType = []string{"application/x-www-form-urlencoded"}
+	acceptJSON      = []string{"application/json"}
+	userAgentValue  = []string{userAgent}
+)
+
+// readBody reads at most MaxBodyBytes+1 bytes of the answer, into one
+// buffer when the server said how long the answer is.
+func readBody(resp *http.Response) ([]byte, error) {
+	r := io.LimitReader(resp.Body, MaxBodyBytes+1)
+	n := resp.ContentLength
+	if n < 0 || n > MaxBodyBytes {
+		return io.ReadAll(r)
+	}
+	// One byte more than announced, so a longer answer is still read to
+	// the limit and an exact one ends with io.EOF without growing.
+	buf := make([]byte, 0, n+1)
+	for {
+		m, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+	}
+}
+
+// endpoint is an endpoint URL as parsed once for the checker: its requests
+// go to a handful of URLs, each checked and shown the same way every time.
+type endpoint struct {
+	parsed   *url.URL // nil when unparsable
+	display  string   // displayURL
+	loopback bool     // IsLoopback of the host
+}
+
+// maxEndpoints bounds the checker's cache of parsed endpoint URLs.
+const maxEndpoints = 16
+
+// endpointURL parses raw once per checker. Checks are serialized, so the
+// cache needs no lock.
+func (c *Checker) endpointURL(raw string) endpoint {
+	if ep, ok := c.urls[raw]; ok {
+		return ep
+	}
+	var ep endpoint
+	if u, err := url.Parse(raw); err == nil {
+		ep = endpoint{parsed: u, display: displayURL(raw), loopback: IsLoopback(u.Hostname())}
+	} else {
+		ep.display = displayURL(raw)
+	}
+	if c.urls == nil || len(c.urls) >= maxEndpoints {
+		c.urls = make(map[string]endpoint, 4)
+	}
+	c.urls[raw] = ep
+	return ep
 }
 
 // noteTLS keeps the earliest certificate expiry seen during the current check.
@@ -171,21 +328,39 @@ func (c *Checker) noteTLS(cs *tls.ConnectionState) {
 	}
 }
 
-// phaseTrace records httptrace events of one request, as blackbox_exporter does.
+// phaseTrace records httptrace events of one request, as blackbox_exporter
+// does. The transport may call the dial hooks from its own goroutine, even
+// after the request ended (a dial it goes on with for its pool), hence the lock.
 type phaseTrace struct {
+	mu                                                                                 sync.Mutex
 	start, dnsStart, dnsDone, connStart, connDone, tlsStart, tlsDone, wrote, firstByte time.Time
+	// reused: the request went over a connection already open, so a dial
+	// seen meanwhile (started for it, then not needed) is not its own.
+	reused bool
+}
+
+func (t *phaseTrace) mark(at *time.Time) {
+	now := time.Now()
+	t.mu.Lock()
+	*at = now
+	t.mu.Unlock()
 }
 
 func (t *phaseTrace) clientTrace() *httptrace.ClientTrace {
 	return &httptrace.ClientTrace{
-		DNSStart:             func(httptrace.DNSStartInfo) { t.dnsStart = time.Now() },
-		DNSDone:              func(httptrace.DNSDoneInfo) { t.dnsDone = time.Now() },
-		ConnectStart:         func(string, string) { t.connStart = time.Now() },
-		ConnectDone:          func(string, string, error) { t.connDone = time.Now() },
-		TLSHandshakeStart:    func() { t.tlsStart = time.Now() },
-		TLSHandshakeDone:     func(tls.ConnectionState, error) { t.tlsDone = time.Now() },
-		WroteRequest:         func(httptrace.WroteRequestInfo) { t.wrote = time.Now() },
-		GotFirstResponseByte: func() { t.firstByte = time.Now() },
+		DNSStart:          func(httptrace.DNSStartInfo) { t.mark(&t.dnsStart) },
+		DNSDone:           func(httptrace.DNSDoneInfo) { t.mark(&t.dnsDone) },
+		ConnectStart:      func(string, string) { t.mark(&t.connStart) },
+		ConnectDone:       func(string, string, error) { t.mark(&t.connDone) },
+		TLSHandshakeStart: func() { t.mark(&t.tlsStart) },
+		TLSHandshakeDone:  func(tls.ConnectionState, error) { t.mark(&t.tlsDone) },
+		GotConn: func(info httptrace.GotConnInfo) {
+			t.mu.Lock()
+			t.reused = info.Reused
+			t.mu.Unlock()
+		},
+		WroteRequest:         func(httptrace.WroteRequestInfo) { t.mark(&t.wrote) },
+		GotFirstResponseByte: func() { t.mark(&t.firstByte) },
 	}
 }
 
@@ -197,10 +372,13 @@ func span(from, to time.Time) time.Duration {
 }
 
 func (t *phaseTrace) phases(end time.Time) Phases {
-	p := Phases{
-		Resolve: span(t.dnsStart, t.dnsDone),
-		Connect: span(t.connStart, t.connDone),
-		TLS:     span(t.tlsStart, t.tlsDone),
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var p Phases
+	if !t.reused {
+		p.Resolve = span(t.dnsStart, t.dnsDone)
+		p.Connect = span(t.connStart, t.connDone)
+		p.TLS = span(t.tlsStart, t.tlsDone)
 	}
 	if !t.wrote.IsZero() {
 		if !t.firstByte.IsZero() {
@@ -323,9 +501,9 @@ func classifyHTTP(r *response) *classified {
 	case r.status == http.StatusTooManyRequests:
 		return classify(OutcomeRateLimited, "answered 429 Too Many Requests%s", retryAfter(r))
 	case isHTML(r):
-		return classify(OutcomeProviderDown, "answered %d with an HTML page (%s) instead of JSON", r.status, htmlTitle(r.body))
+		return classify(OutcomeProviderDown, "answered %d with an HTML page (%s) instead of JSON", r.status, htmlTitle(r.body, r.red))
 	case r.status >= 500:
-		if oe := parseOAuthError(r.body); oe != nil {
+		if oe := r.oauthError(); oe != nil {
 			return classify(OutcomeServerError, "answered %d: %s%s", r.status, oe, retryAfter(r))
 		}
 		return classify(OutcomeServerError, "answered %d%s", r.status, retryAfter(r))
@@ -335,20 +513,34 @@ func classifyHTTP(r *response) *classified {
 
 func retryAfter(r *response) string {
 	if v := r.header.Get("Retry-After"); v != "" {
-		return " (Retry-After: " + truncate(v, 40) + ")"
+		return " (Retry-After: " + r.red.Cut(v, 40) + ")"
 	}
 	return ""
 }
 
 func isHTML(r *response) bool {
-	if mt, _, err := mime.ParseMediaType(r.header.Get("Content-Type")); err == nil && (mt == "text/html" || mt == "application/xhtml+xml") {
-		return true
+	// Only a type that names html can be one of the two: JSON answers skip
+	// parsing the media type (and its parameters into a map).
+	if ct := r.header.Get("Content-Type"); containsFold(ct, "html") {
+		if mt, _, err := mime.ParseMediaType(ct); err == nil && (mt == "text/html" || mt == "application/xhtml+xml") {
+			return true
+		}
 	}
 	return bytes.HasPrefix(bytes.TrimSpace(r.body), []byte("<"))
 }
 
+// containsFold reports whether s contains the lower-case ASCII word, in any case.
+func containsFold(s, word string) bool {
+	for i := 0; i+len(word) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(word)], word) {
+			return true
+		}
+	}
+	return false
+}
+
 // htmlTitle returns the page title, which names maintenance pages well.
-func htmlTitle(body []byte) string {
+func htmlTitle(body []byte, red *Redactor) string {
 	lower := bytes.ToLower(body)
 	i := bytes.Index(lower, []byte("<title>"))
 	if i < 0 {
@@ -359,14 +551,7 @@ func htmlTitle(body []byte) string {
 	if j < 0 {
 		return "no title"
 	}
-	return fmt.Sprintf("title %q", truncate(strings.TrimSpace(string(rest[:j])), 80))
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
+	return fmt.Sprintf("title %q", red.Cut(strings.TrimSpace(string(rest[:j])), 80))
 }
 
 // maxRetryAfter caps what a Retry-After header can ask for.

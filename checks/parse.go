@@ -16,17 +16,21 @@ import (
 type oauthError struct {
 	Code        string
 	Description string
+	// red redacts the error as it is shown (see response.oauthError).
+	red *Redactor
 }
 
+// String is the error as shown: redacted, then cut.
 func (e *oauthError) String() string {
 	if e.Description == "" {
-		return e.Code
+		return e.red.Cut(e.Code, 100)
 	}
-	return e.Code + " (" + truncate(e.Description, 200) + ")"
+	return e.red.Cut(e.Code, 100) + " (" + e.red.Cut(e.Description, 200) + ")"
 }
 
 // parseOAuthError reads {"error": ..., "error_description": ...}, or
 // Salesforce's resource error array [{"errorCode": ..., "message": ...}].
+// The whole body must be valid JSON.
 func parseOAuthError(body []byte) *oauthError {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
@@ -43,53 +47,68 @@ func parseOAuthError(body []byte) *oauthError {
 		}
 		return nil
 	}
-	var m map[string]any
-	if json.Unmarshal(body, &m) != nil {
+	o, end, ok := scanObject(body)
+	if !ok || end != len(body) {
 		return nil
 	}
-	code, _ := m["error"].(string)
+	return oauthErrorOf(o)
+}
+
+// oauthErrorOf reads the error members of an answer already scanned.
+func oauthErrorOf(o jsonObject) *oauthError {
+	code, _ := jsonString(o.raw("error"))
 	if code == "" {
 		return nil
 	}
-	desc, _ := m["error_description"].(string)
+	desc, _ := jsonString(o.raw("error_description"))
 	return &oauthError{Code: code, Description: desc}
 }
 
-// object decodes a JSON object, keeping numbers exact.
-func object(body []byte) (map[string]any, error) {
+// object reads a JSON object, keeping numbers exact. Like json.Decoder, it
+// reads the first value of body and ignores what follows.
+func object(body []byte) (jsonObject, error) {
+	if o, _, ok := scanObject(body); ok {
+		return o, nil
+	}
+	return jsonObject{}, objectError(body)
+}
+
+// objectError says why body is not a JSON object, in encoding/json's words.
+func objectError(body []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var m map[string]any
 	if err := dec.Decode(&m); err != nil {
 		if len(bytes.TrimSpace(body)) == 0 {
-			return nil, fmt.Errorf("empty body")
+			return fmt.Errorf("empty body")
 		}
-		return nil, fmt.Errorf("not a JSON object: %w", err)
+		return fmt.Errorf("not a JSON object: %w", err)
 	}
 	if m == nil {
-		return nil, fmt.Errorf("JSON null instead of an object")
+		return fmt.Errorf("JSON null instead of an object")
 	}
-	return m, nil
+	return fmt.Errorf("not a JSON object")
 }
 
-// str reads a string member; JSON null and absence give "".
-func str(m map[string]any, key string) string {
-	switch v := m[key].(type) {
-	case string:
-		return v
-	case json.Number:
-		return v.String()
+// str reads a string member (a number member as written); JSON null and absence give "".
+func str(o jsonObject, key string) string {
+	raw := o.raw(key)
+	if isJSONNumber(raw) {
+		return string(raw)
 	}
-	return ""
+	s, _ := jsonString(raw)
+	return s
 }
 
 // number reads a numeric member that may be sent as a number or a numeric string.
-func number(m map[string]any, key string) (float64, bool) {
+func number(o jsonObject, key string) (float64, bool) {
+	raw := o.raw(key)
 	var s string
-	switch v := m[key].(type) {
-	case json.Number:
-		s = v.String()
-	case string:
+	switch {
+	case isJSONNumber(raw):
+		s = string(raw)
+	case len(raw) > 0 && raw[0] == '"':
+		v, _ := jsonString(raw)
 		s = strings.TrimSpace(v)
 	default:
 		return 0, false
@@ -106,8 +125,8 @@ const maxEpoch = 253402300799
 
 // epoch reads a timestamp in seconds, or in milliseconds when it is that
 // large (Salesforce's issued_at is a string of epoch milliseconds).
-func epoch(m map[string]any, key string) time.Time {
-	f, ok := number(m, key)
+func epoch(o jsonObject, key string) time.Time {
+	f, ok := number(o, key)
 	if !ok || f <= 0 {
 		return time.Time{}
 	}
@@ -123,11 +142,15 @@ func epoch(m map[string]any, key string) time.Time {
 }
 
 // boolean reads true/false, tolerating "true"/"false" strings.
-func boolean(m map[string]any, key string) (bool, bool) {
-	switch v := m[key].(type) {
-	case bool:
-		return v, true
-	case string:
+func boolean(o jsonObject, key string) (bool, bool) {
+	raw := o.raw(key)
+	switch {
+	case string(raw) == "true":
+		return true, true
+	case string(raw) == "false":
+		return false, true
+	}
+	if v, ok := jsonString(raw); ok {
 		b, err := strconv.ParseBool(v)
 		return b, err == nil
 	}
@@ -135,20 +158,25 @@ func boolean(m map[string]any, key string) (bool, bool) {
 }
 
 // scopeString reads a scope sent as a space-separated string or a JSON array.
-func scopeString(m map[string]any, key string) string {
-	switch v := m[key].(type) {
-	case string:
-		return v
-	case []any:
-		parts := make([]string, 0, len(v))
-		for _, p := range v {
-			if s, ok := p.(string); ok {
-				parts = append(parts, s)
-			}
-		}
-		return strings.Join(parts, " ")
+func scopeString(o jsonObject, key string) string {
+	raw := o.raw(key)
+	if s, ok := jsonString(raw); ok {
+		return s
 	}
-	return ""
+	if len(raw) == 0 || raw[0] != '[' {
+		return ""
+	}
+	var v []any
+	if json.Unmarshal(raw, &v) != nil {
+		return ""
+	}
+	parts := make([]string, 0, len(v))
+	for _, p := range v {
+		if s, ok := p.(string); ok {
+			parts = append(parts, s)
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 // tokenResponse is the part of a token endpoint answer that checks uses.
@@ -163,8 +191,8 @@ type tokenResponse struct {
 	issuedAt                                time.Time
 }
 
-func parseTokenResponse(body []byte) (*tokenResponse, error) {
-	m, err := object(body)
+// parseTokenResponse reads a token answer from its scan (response.object).
+func parseTokenResponse(m jsonObject, err error) (*tokenResponse, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -205,8 +233,8 @@ type introspection struct {
 	nbf       time.Time
 }
 
-func parseIntrospection(body []byte) (*introspection, error) {
-	m, err := object(body)
+// parseIntrospection reads an introspection answer from its scan (response.object).
+func parseIntrospection(m jsonObject, err error) (*introspection, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -229,18 +257,22 @@ func parseIntrospection(body []byte) (*introspection, error) {
 
 // jwtClaims reads the payload of a JWT-format access token without verifying
 // it: the facts are informational and the server is asked anyway.
-func jwtClaims(token string) map[string]any {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return nil
+func jwtClaims(token string) (jsonObject, bool) {
+	_, rest, ok := strings.Cut(token, ".")
+	if !ok {
+		return jsonObject{}, false
 	}
-	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	payload, rest, ok := strings.Cut(rest, ".")
+	if !ok || strings.Contains(rest, ".") {
+		return jsonObject{}, false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(payload, "="))
 	if err != nil {
-		return nil
+		return jsonObject{}, false
 	}
-	m, err := object(payload)
+	o, err := object(b)
 	if err != nil {
-		return nil
+		return jsonObject{}, false
 	}
-	return m
+	return o, true
 }

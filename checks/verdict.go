@@ -126,7 +126,13 @@ func healthySummary(res *Result, now time.Time) string {
 		b.WriteString(", resource call accepted")
 	}
 	if !f.Expiry.IsZero() {
-		fmt.Fprintf(&b, "; expires %s (in %s, from %s)", f.Expiry.Format(time.RFC3339), f.Expiry.Sub(now).Round(time.Second), f.ExpirySource)
+		b.WriteString("; expires ")
+		b.WriteString(f.Expiry.Format(time.RFC3339))
+		b.WriteString(" (in ")
+		b.WriteString(f.Expiry.Sub(now).Round(time.Second).String())
+		b.WriteString(", from ")
+		b.WriteString(f.ExpirySource)
+		b.WriteString(")")
 	} else {
 		b.WriteString("; expiry unknown")
 	}
