@@ -44,7 +44,7 @@ func backoffWait(b configs.Backoff, n int, retryAfter time.Duration) time.Durati
 		wait *= 2
 	}
 	wait = min(wait, b.Max)
-	wait = time.Duration(float64(wait) * (1 - jitter + 2*jitter*rand.Float64()))
+	wait = time.Duration(float64(wait) * (1 - jitter + 2*jitter*rand.Float64())) //nolint:gosec // jitter, not a secret
 	return max(wait, retryAfter)
 }
 

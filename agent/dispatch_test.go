@@ -152,7 +152,7 @@ func TestDispatchRunsEachOrgAtItsSlot(t *testing.T) {
 			}
 		}
 		slices.SortFunc(want, func(x, y run) int { return x.at.Compare(y.at) })
-		time.Sleep(end.Sub(time.Now()))
+		time.Sleep(time.Until(end))
 		synctest.Wait()
 		got := rec.runs()
 		if len(got) != len(want) {
@@ -187,7 +187,7 @@ func TestDispatchSkipsARunWhileThePreviousGoesOn(t *testing.T) {
 		s, _ := spreadSchedule("@every 1s", "slow")
 		first := s.Next(time.Now().UTC())
 		// The first run is held at the token endpoint over three more slots.
-		time.Sleep(first.Sub(time.Now()) + 3500*time.Millisecond)
+		time.Sleep(time.Until(first) + 3500*time.Millisecond)
 		synctest.Wait()
 		if n := sim.org.Requests(orgsim.EndpointToken); n != 1 {
 			t.Fatalf("%d logins while the first run was held, want 1: the runs due meanwhile must be skipped", n)
