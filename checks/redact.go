@@ -268,7 +268,7 @@ func (s *secretSet) addFormBytes(f []byte) {
 				return
 			}
 		}
-		*list = append(*list, strings.ToLower(string(f)))
+		*list = append(*list, foldString(f))
 		if len(f) < MinFragment {
 			return
 		}
@@ -290,6 +290,27 @@ func foldEqual(x string, f []byte) bool {
 		}
 	}
 	return true
+}
+
+// foldEqualString reports whether t, folded, is the folded form x (as long).
+func foldEqualString(x, t string) bool {
+	for i := 0; i < len(t); i++ {
+		if x[i] != fold(t[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// foldString is f with its ASCII letters lowered: windows, whole forms and
+// texts are all compared so (other letters are matched through the upper-
+// and lower-case forms of a secret).
+func foldString(f []byte) string {
+	b := make([]byte, len(f))
+	for i, c := range f {
+		b[i] = fold(c)
+	}
+	return string(b)
 }
 
 // fold lowers an ASCII letter.
@@ -445,6 +466,7 @@ func (r *Redactor) Text(s string) string {
 // Cut redacts s (Text) and then truncates it to at most n bytes and "...",
 // at a character boundary and never inside a Redacted mark.
 func (r *Redactor) Cut(s string, n int) string {
+	n = max(n, 0)
 	// Only the start of a long text is shown: redact enough of it that
 	// every secret overlapping the part kept is whole in what is redacted.
 	if limit := 4*n + 4096; len(s) > limit {
@@ -563,7 +585,7 @@ func plainWord(s string, sp redactSpan, sets [2]*secretSet) bool {
 			return false
 		}
 	}
-	lower := strings.ToLower(s[sp.from:sp.to])
+	lower := foldString([]byte(s[sp.from:sp.to]))
 	for _, set := range sets {
 		if set == nil {
 			continue
@@ -590,7 +612,7 @@ func isPunct(c byte) bool {
 func (s *secretSet) findShort(text string, spans []redactSpan) []redactSpan {
 	for _, f := range s.short {
 		for i := 0; i+len(f) <= len(text); i++ {
-			if strings.EqualFold(text[i:i+len(f)], f) {
+			if foldEqualString(f, text[i:i+len(f)]) {
 				spans = append(spans, redactSpan{i, i + len(f)})
 			}
 		}

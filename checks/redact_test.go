@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/tokenwatch/tokenwatch/checks"
 )
@@ -214,6 +215,37 @@ func TestRedactCut(t *testing.T) {
 	if got := r.Cut(long, 110); len(got) > 110+len(checks.Redacted)+3 || strings.Contains(got, "CANARY") {
 		t.Errorf("Cut(long) = %q", got)
 	}
+}
+
+// FuzzRedact: whatever the secret and the text around it, no whole form of
+// the secret (as is, in any case, base64, URL-encoded) survives Text or
+// Cut, nor does a control character, and nothing panics.
+func FuzzRedact(f *testing.F) {
+	f.Add("CANARY-S3CR3T+/=cl13nt~7f3a", "before ", " after", 40)
+	f.Add("pässwörd-9", "\x1b[31m", "\n", 5)
+	f.Add("abcd", "Bearer ", "", 0)
+	f.Fuzz(func(t *testing.T, secret, before, after string, n int) {
+		if len(secret) < checks.MinFragment || strings.ContainsAny(secret, "<>") || !utf8.ValidString(secret) {
+			return
+		}
+		r := checks.NewRedactor(secret)
+		forms, _ := secretForms(secret)
+		for _, form := range forms {
+			text := before + form + after
+			for _, got := range []string{r.Text(text), r.Cut(text, n%512)} {
+				for _, f := range forms {
+					if strings.Contains(strings.ToLower(got), strings.ToLower(f)) {
+						t.Fatalf("form %q of %q survives in %q", f, secret, got)
+					}
+				}
+				for _, c := range got {
+					if c < 0x20 || c == 0x7f || c >= 0x80 && c <= 0x9f {
+						t.Fatalf("control character %U survives in %q", c, got)
+					}
+				}
+			}
+		}
+	})
 }
 
 // Nothing to redact: the text comes back as is, without allocating.

@@ -95,7 +95,8 @@ func (s *section) duration(k string) (d time.Duration, ok bool) {
 	}
 	str, isStr := v.(string)
 	if !isStr {
-		s.probs.add(s.key(k), "invalid duration %v (use Go syntax with a unit, e.g. 10s or 1h30m)", v)
+		// Named by its type only: the value may hold a secret.
+		s.probs.add(s.key(k), "must be a duration with a unit (Go syntax, e.g. 10s or 1h30m), got %s", kind(v))
 		return 0, false
 	}
 	d, err := time.ParseDuration(str)

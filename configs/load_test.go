@@ -321,7 +321,7 @@ func TestStructureProblems(t *testing.T) {
 		{"boolean as string", "orgs:\n  - {name: a, url: 'https://a.my.salesforce.com', client: {id: a, secret: s}, grant: {type: client_credentials}, verify_signature: yes}\n",
 			[]string{"orgs[0].verify_signature: must be true or false, got a string"}},
 		{"duration as number", "global: {timeout: 10}\norgs:\n  - {name: a, url: 'https://a.my.salesforce.com', client: {id: a, secret: s}, grant: {type: client_credentials}}\n",
-			[]string{"global.timeout: invalid duration 10 (use Go syntax with a unit, e.g. 10s or 1h30m)"}},
+			[]string{"global.timeout: must be a duration with a unit (Go syntax, e.g. 10s or 1h30m), got a number"}},
 		{"scope list item not a string", "orgs:\n  - {name: a, url: 'https://a.my.salesforce.com', client: {id: a, secret: s}, grant: {type: client_credentials}, expect: {scope_includes: [api, 7]}}\n",
 			[]string{"orgs[0].expect.scope_includes[1]: must be a string, got a number (quote the value)"}},
 	} {

@@ -19,11 +19,16 @@ import (
 
 	promconfig "github.com/prometheus/common/config"
 
+	"github.com/tokenwatch/tokenwatch/checks"
 	"github.com/tokenwatch/tokenwatch/internal/alerting"
 )
 
-// maxErrorBody bounds how much of an error answer goes into the error.
-const maxErrorBody = 256
+// maxErrorBody bounds how much of an error answer goes into the error; the
+// answer is redacted before it is cut, from its first maxErrorRead bytes.
+const (
+	maxErrorBody = 256
+	maxErrorRead = 4 << 10
+)
 
 // NewHTTPClient returns the client of one destination from its HTTP client
 // settings (prometheus/common: basic auth, authorization, TLS, proxy; files
@@ -101,17 +106,18 @@ func PostJSON(ctx context.Context, client *http.Client, r Request) (retry bool, 
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return true, fmt.Errorf("send: %w", stripURL(err))
+		// A transport error may quote what the server sent (a malformed status line).
+		return true, errors.New("send: " + redact(stripURL(err).Error(), r.Secrets, maxErrorBody))
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorRead))
 	// Drain a little more so the connection can be reused.
 	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
 	if resp.StatusCode/100 == 2 {
 		return false, nil
 	}
 	msg := fmt.Sprintf("HTTP %d", resp.StatusCode)
-	if text := redact(strings.TrimSpace(string(body)), r.Secrets); text != "" {
+	if text := redact(strings.TrimSpace(string(body)), r.Secrets, maxErrorBody); text != "" {
 		msg += ": " + text
 	}
 	switch {
@@ -134,14 +140,11 @@ func stripURL(err error) error {
 	return err
 }
 
-func redact(s string, secrets []string) string {
-	for _, sec := range secrets {
-		if sec != "" {
-			s = strings.ReplaceAll(s, sec, "<secret>")
-		}
-	}
-	// Keep the error on one line in logs.
-	return strings.Join(strings.Fields(s), " ")
+// redact is checks' redaction of s (secrets in every form and fragment,
+// Bearer and Basic credentials, control characters), cut to n bytes after
+// it is redacted, on one line.
+func redact(s string, secrets []string, n int) string {
+	return strings.Join(strings.Fields(checks.NewRedactor(secrets...).Cut(s, n)), " ")
 }
 
 // URLSecrets returns the parts of a destination URL that must not appear in

@@ -211,7 +211,7 @@ func TestErrorHidesURLPathAndQuery(t *testing.T) {
 	if strings.Contains(err.Error(), "SeCrEt") || strings.Contains(err.Error(), "QuErYtOkEn") {
 		t.Errorf("error leaks the URL path or query: %v", err)
 	}
-	if !strings.Contains(err.Error(), "HTTP 404: Cannot POST <secret>") {
+	if !strings.Contains(err.Error(), "HTTP 404: Cannot POST <redacted>") {
 		t.Errorf("error = %v, want the answer with the path redacted", err)
 	}
 }
