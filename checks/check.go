@@ -823,8 +823,9 @@ func (c *Checker) discover(ctx context.Context) (Endpoints, error) {
 		Revocation:    str(m, "revocation_endpoint"),
 		Userinfo:      str(m, "userinfo_endpoint"),
 	}
-	// Credentials go to these endpoints: a document that sends them to another
-	// host (a tampered or mistaken document) is not followed.
+	// Credentials go to these endpoints: a document that sends them to
+	// another origin (scheme, host and port: a tampered or mistaken document,
+	// or another service on the same host) is not followed.
 	base, _ := url.Parse(c.target.DiscoveryURL)
 	for name, v := range map[string]string{"token_endpoint": ep.Token, "introspection_endpoint": ep.Introspection,
 		"revocation_endpoint": ep.Revocation, "userinfo_endpoint": ep.Userinfo} {
@@ -832,12 +833,30 @@ func (c *Checker) discover(ctx context.Context) (Endpoints, error) {
 			continue
 		}
 		u, err := url.Parse(v)
-		if err != nil || !strings.EqualFold(u.Hostname(), base.Hostname()) {
-			return Endpoints{}, classify(OutcomeDiscoveryFailed, "%s names %s on another host than the document (%s); "+
-				"set the endpoint URL explicitly if that host is intended", where, name, displayURL(v))
+		if err != nil || !sameOrigin(u, base) {
+			return Endpoints{}, classify(OutcomeDiscoveryFailed, "%s names %s on another host or port than the document (%s); "+
+				"set the endpoint URL explicitly if that origin is intended", where, name, displayURL(v))
 		}
 	}
 	return ep, nil
+}
+
+// sameOrigin compares scheme, host and port (RFC 6454), a missing port
+// standing for the scheme's default.
+func sameOrigin(a, b *url.URL) bool {
+	port := func(u *url.URL) string {
+		if p := u.Port(); p != "" {
+			return p
+		}
+		switch strings.ToLower(u.Scheme) {
+		case "http":
+			return "80"
+		case "https":
+			return "443"
+		}
+		return ""
+	}
+	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Hostname(), b.Hostname()) && port(a) == port(b)
 }
 
 func asClassified(err error, fallback Outcome) *classified {

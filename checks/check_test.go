@@ -860,6 +860,28 @@ func TestDiscoveryPointingElsewhereIsRefused(t *testing.T) {
 	}
 }
 
+// Another port on the same host is another origin (another service): the
+// client secret must not go there either.
+func TestDiscoveryPointingToAnotherPortIsRefused(t *testing.T) {
+	var stolen bool
+	thief := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { stolen = true }))
+	defer thief.Close()
+	doc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"issuer":"x","token_endpoint":%q}`, thief.URL+"/token")
+	}))
+	defer doc.Close()
+	tg := checks.Target{Name: "d", Provider: checks.ProviderGeneric, DiscoveryURL: doc.URL + "/.well-known/openid-configuration",
+		Timeout: time.Second, Client: checks.Client{ID: "id", Secret: ccSecret, AuthMethod: checks.AuthClientSecretBasic},
+		Grant: checks.Grant{Type: checks.GrantClientCredentials}}
+	res := checks.NewChecker(tg).Check(context.Background())
+	if res.Outcome != checks.OutcomeDiscoveryFailed || !strings.Contains(res.Explanation, "another host or port") {
+		t.Fatalf("outcome %s: %s", res.Outcome, res.Explanation)
+	}
+	if stolen {
+		t.Fatal("the client secret was sent to another port the discovery document named")
+	}
+}
+
 func TestWaitingForARunningCheckHonoursTheDeadline(t *testing.T) {
 	w := newWorld(t, orgsim.Options{})
 	// The first check's token request waits at the org until the second
