@@ -408,7 +408,9 @@ func describeToken(tok *tokenResponse) string {
 	if tok.tokenType != "" {
 		parts = append(parts, "token_type "+tok.tokenType)
 	}
-	if tok.expiresIn > 0 {
+	if tok.expiresInCapped {
+		parts = append(parts, "expires_in absurdly large, counted as "+tok.expiresIn.String())
+	} else if tok.expiresIn > 0 {
 		parts = append(parts, "expires_in "+tok.expiresIn.String())
 	} else {
 		parts = append(parts, "no expires_in")

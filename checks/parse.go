@@ -186,6 +186,8 @@ type tokenResponse struct {
 	tokenType    string
 	scope        string
 	expiresIn    time.Duration
+	// expiresInCapped: expires_in was absurdly large and was cut to maxExpiresIn.
+	expiresInCapped bool
 	// Salesforce members.
 	id, instanceURL, issuedAtRaw, signature string
 	issuedAt                                time.Time
@@ -208,14 +210,31 @@ func parseTokenResponse(m jsonObject, err error) (*tokenResponse, error) {
 		issuedAt:     epoch(m, "issued_at"),
 	}
 	if s, ok := number(m, "expires_in"); ok && s > 0 {
-		tr.expiresIn = time.Duration(s * float64(time.Second))
+		// A time.Duration overflows past about 292 years (9.2e9 s): cap it
+		// and say so, rather than turn it negative and drop it.
+		if s > maxExpiresIn.Seconds() {
+			tr.expiresIn, tr.expiresInCapped = maxExpiresIn, true
+		} else {
+			tr.expiresIn = time.Duration(s * float64(time.Second))
+		}
 	}
 	if tr.accessToken == "" {
 		// The refresh token still counts: with rotation the one sent is dead now.
 		return &tokenResponse{refreshToken: tr.refreshToken}, errNoAccessToken
 	}
+	if i := strings.IndexFunc(tr.accessToken, func(r rune) bool { return r < 0x20 || r == 0x7f }); i >= 0 {
+		// No HTTP header can carry it (RFC 6750 tokens are printable): a
+		// broken answer, not a network problem.
+		return &tokenResponse{refreshToken: tr.refreshToken}, errTokenControl
+	}
 	return tr, nil
 }
+
+// maxExpiresIn caps an absurd expires_in (a century).
+const maxExpiresIn = 100 * 365 * 24 * time.Hour
+
+// errTokenControl: an access token with control characters (NUL, newline...).
+var errTokenControl = errors.New("the access_token holds control characters, which no Authorization header can carry")
 
 // errNoAccessToken: a successful token answer without an access token.
 var errNoAccessToken = errors.New("no access_token in a successful answer")
