@@ -181,7 +181,7 @@ var Alerts = []AlertDef{
 	{
 		Name:        AlertIntrospectionFailed,
 		Severity:    SeverityWarning,
-		Outcomes:    []checks.Outcome{checks.OutcomeIntrospectionUnauthorized, checks.OutcomeIntrospectionError},
+		Outcomes:    []checks.Outcome{checks.OutcomeIntrospectionUnauthorized, checks.OutcomeIntrospectionError, checks.OutcomeIntrospectionStale},
 		FailedSteps: []checks.Step{checks.StepIntrospect},
 		Good: func(res *checks.Result) bool {
 			return stepOK(res, checks.StepIntrospect) || introspectionSkipped(res)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -48,5 +49,29 @@ func TestAbsurdExpiresInIsCappedAndReported(t *testing.T) {
 	}
 	if time.Until(res.Token.Expiry) < 99*365*24*time.Hour {
 		t.Errorf("expiry %s, want about a century ahead", res.Token.Expiry)
+	}
+}
+
+// Introspection saying active for a token whose exp has passed used to read
+// ok; the server's clock or cache is wrong, and that is an outcome of its own.
+func TestActiveWithAPastExpIsStale(t *testing.T) {
+	past := time.Now().Add(-time.Hour).Unix()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/token":
+			_, _ = w.Write([]byte(`{"access_token":"tok","token_type":"Bearer"}`))
+		case "/introspect":
+			_, _ = w.Write([]byte(`{"active":true,"exp":` + strconv.FormatInt(past, 10) + `}`))
+		}
+	}))
+	t.Cleanup(srv.Close)
+	tg := Target{Name: "stale", Provider: ProviderGeneric,
+		Endpoints: Endpoints{Token: srv.URL + "/token", Introspection: srv.URL + "/introspect"},
+		Client:    Client{ID: "c", Secret: "s", AuthMethod: AuthClientSecretPost}, Grant: Grant{Type: GrantClientCredentials},
+		Probe: ProbeNone, TokenMode: TokenModeFresh}
+	res := NewChecker(tg).Check(context.Background())
+	if res.Outcome != OutcomeIntrospectionStale || res.Fix == "" || !strings.Contains(res.Explanation, "in the past") {
+		t.Fatalf("outcome %s (%s, fix %q), want introspection_stale with a fix", res.Outcome, res.Explanation, res.Fix)
 	}
 }

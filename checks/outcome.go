@@ -34,6 +34,7 @@ const (
 	OutcomeSignatureMismatch         Outcome = "signature_mismatch"
 	OutcomeIntrospectionUnauthorized Outcome = "introspection_unauthorized"
 	OutcomeIntrospectionError        Outcome = "introspection_error"
+	OutcomeIntrospectionStale        Outcome = "introspection_stale"
 	OutcomeResourceRejected          Outcome = "resource_rejected"
 	OutcomeRevokeFailed              Outcome = "revoke_failed"
 	OutcomeExpectationFailed         Outcome = "expectation_failed"
@@ -65,6 +66,7 @@ var OutcomeDoc = map[Outcome]string{
 	OutcomeSignatureMismatch:         "the Salesforce token response signature does not match HMAC-SHA256(id + issued_at, client secret)",
 	OutcomeIntrospectionUnauthorized: "the introspection endpoint refused the introspecting client (401)",
 	OutcomeIntrospectionError:        "the introspection endpoint answered an error other than 401",
+	OutcomeIntrospectionStale:        "introspection said active for a token whose exp has passed: the server's clock or cache is wrong",
 	OutcomeResourceRejected:          "introspection said active but the resource call was refused",
 	OutcomeRevokeFailed:              "revoking the minted token failed; tokens may pile up",
 	OutcomeExpectationFailed:         "the token works but breaks an expect: rule (lifetime, scope, username, client id)",
@@ -78,6 +80,6 @@ var AllOutcomes = []Outcome{
 	OutcomeInsecureEndpoint, OutcomeServerError, OutcomeUnexpectedStatus, OutcomeProviderDown, OutcomeMalformedResponse,
 	OutcomeDiscoveryFailed, OutcomeClientRejected, OutcomeGrantRejected, OutcomeRefreshTokenRetired, OutcomeClockSkew,
 	OutcomeRateLimited, OutcomeSignatureMismatch, OutcomeIntrospectionUnauthorized,
-	OutcomeIntrospectionError, OutcomeResourceRejected, OutcomeRevokeFailed,
+	OutcomeIntrospectionError, OutcomeIntrospectionStale, OutcomeResourceRejected, OutcomeRevokeFailed,
 	OutcomeExpectationFailed, OutcomeInternalError,
 }

@@ -45,6 +45,16 @@ func (c *Checker) verdict(r *run, in *introspection, pr probeResult) {
 		c.conclude(r, is.Outcome, "Introspection at "+is.URL+" "+is.Detail+".", "")
 		return
 	}
+	if in != nil && in.active && !in.exp.IsZero() && c.now().Sub(in.exp) > maxSkew {
+		// RFC 7662 §4: the server must check expiry before it says active.
+		c.conclude(r, OutcomeIntrospectionStale, fmt.Sprintf(
+			"Introspection at %s said the token is active, with an exp %s in the past (%s): the server's clock is "+
+				"wrong or it answers from a stale cache, so its exp cannot be trusted.",
+			is.URL, c.now().Sub(in.exp).Round(time.Second), in.exp.UTC().Format(time.RFC3339)),
+			"Check the authorization server's clock (NTP) and any cache in front of its introspection endpoint; "+
+				"compare with this host's clock (tokenwatch_token_issued_timestamp_seconds against the check time).")
+		return
+	}
 	switch pr.witness {
 	case witnessRefused, witnessForbidden:
 		what := "Introspection said the token is active, but"
