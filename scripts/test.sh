@@ -74,3 +74,18 @@ else
 fi
 
 go test -race -count=1 ./... "$@"
+
+# Each fuzz target for a few seconds beyond its seeds (the seeds already ran
+# above as ordinary tests). FUZZTIME=0 skips this.
+fuzztime=${FUZZTIME:-5s}
+if [ "$fuzztime" != 0 ]; then
+  for target in $(grep -rl --include='*_test.go' '^func Fuzz' . | xargs grep -ho '^func Fuzz[A-Za-z0-9_]*' | sed 's/^func //' | sort -u); do
+    pkg=$(dirname "$(grep -rl --include='*_test.go' "^func $target(" . | head -1)")
+    if ! out=$(go test -run='^$' -fuzz="^$target\$" -fuzztime="$fuzztime" "$pkg" 2>&1); then
+      echo "$out"
+      echo "fuzz $target ($pkg) failed; the failing input is under $pkg/testdata/fuzz/$target" >&2
+      exit 1
+    fi
+    echo "fuzz $target ($pkg): $fuzztime without a failure"
+  done
+fi
