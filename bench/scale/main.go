@@ -6,9 +6,9 @@
 //
 //	go run ./bench/scale -orgs 10000                      # one run (4 minutes), with 3 reloads
 //	go run ./bench/scale -mode accuracy                   # 50 ms and 200 ms injected, at 10 and 10,000 orgs
-//	go run ./bench/scale -mode growth -duration 150s      # 100 ... 20,000 orgs, table and plot
+//	go run ./bench/scale -mode growth                     # 100 ... 20,000 orgs, 3 minutes each, table and plot
 //	go run ./bench/scale -mode shard -orgs 10000          # 3 replicas with --shard=i/3 on one config
-//	go run ./bench/scale -mode all                        # the four above, each with its defaults (about 40 minutes)
+//	go run ./bench/scale -mode all                        # the four above, each with its defaults (about 45 minutes)
 package main
 
 import (
@@ -34,7 +34,7 @@ func main() {
 	modeFlag := flag.String("mode", "run", "run | accuracy | growth | shard | all (the four, each with its defaults)")
 	orgs := flag.Int("orgs", 10000, "orgs (run, shard)")
 	orgsList := flag.String("orgs-list", "", "comma-separated org counts (growth: 100,1000,5000,10000,20000; accuracy: 10,10000)")
-	duration := flag.Duration("duration", 0, "length of each run, from the launch (default: run 4m, shard 3m, growth 150s, accuracy 150s)")
+	duration := flag.Duration("duration", 0, "length of each run, from the launch (default: run 4m, shard 3m, growth 3m, accuracy 150s)")
 	minSteady := flag.Duration("min-steady", 90*time.Second, "at least this much of each run follows the moment every org was checked once")
 	latency := flag.Duration("latency", 0, "latency injected on every endpoint of the fake server (run, shard)")
 	latencies := flag.String("latencies", "50ms,200ms", "latencies injected (accuracy)")
@@ -47,11 +47,12 @@ func main() {
 	plot := flag.String("plot", "docs/performance-growth.svg", "growth: the plot to write, relative to -repo")
 	repo := flag.String("repo", ".", "the module's root")
 	rev := flag.String("rev", "", "build tokenwatch from this commit (git archive) instead of the working tree, e.g. HEAD")
+	from := flag.String("from", "", "print the report (and write the plot) from the JSON in this earlier -out folder, without running")
 	keep := flag.Bool("keep", false, "keep the working folder (configurations, logs, storage)")
 	limit := flag.Duration("timeout", 0, "give up after this long (default: every run's duration plus 5 minutes each)")
 	flag.Parse()
 
-	def := map[string]time.Duration{"run": 4 * time.Minute, "shard": 3 * time.Minute, "growth": 150 * time.Second, "accuracy": 150 * time.Second}
+	def := map[string]time.Duration{"run": 4 * time.Minute, "shard": 3 * time.Minute, "growth": 3 * time.Minute, "accuracy": 150 * time.Second}
 	modes := []string{*modeFlag}
 	if *modeFlag == "all" {
 		modes = []string{"run", "accuracy", "growth", "shard"}
@@ -164,31 +165,60 @@ func main() {
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		log.Fatal(err)
 	}
-	log.Printf("building tokenwatch and fakeoauth from %s", root)
-	tw, fake, err := buildBinaries(root, *rev, work)
-	if err != nil {
-		log.Fatal(err)
-	}
-	e := &env{tokenwatch: tw, fake: fake, work: work}
-	machine := describeMachine(root, *rev)
-	log.Printf("%s; bound: %s", machine, total.Round(time.Second))
-
 	results := map[string][]*RunResult{}
 	failed := false
+	var machine string
+	if *from != "" {
+		// Only the report, from the JSON an earlier run wrote.
+		for _, m := range modes {
+			for _, rc := range plans[m] {
+				b, err := os.ReadFile(filepath.Join(*from, rc.Label+".json"))
+				if err != nil {
+					log.Printf("%s: %v", rc.Label, err)
+					continue
+				}
+				var res RunResult
+				if err := json.Unmarshal(b, &res); err != nil {
+					log.Fatalf("%s: %v", rc.Label, err)
+				}
+				decodeSpecial(&res)
+				results[m] = append(results[m], &res)
+				machine = res.Machine
+			}
+		}
+		plans = nil
+	} else {
+		log.Printf("building tokenwatch and fakeoauth from %s", root)
+		if _, _, err := buildBinaries(root, *rev, work); err != nil {
+			log.Fatal(err)
+		}
+		machine = describeMachine(root, *rev)
+		log.Printf("%s; bound: %s", machine, total.Round(time.Second))
+	}
+	e := &env{tokenwatch: filepath.Join(work, "tokenwatch"), fake: filepath.Join(work, "fakeoauth"), work: work}
 	for _, m := range modes {
 		for _, rc := range plans[m] {
 			if ctx.Err() != nil {
 				break
 			}
 			res, err := doRun(ctx, e, rc)
+			if res != nil {
+				res.Machine = machine
+			}
 			if err != nil {
 				log.Printf("%s: %v", rc.Label, err)
 				failed = true
 				continue
 			}
 			results[m] = append(results[m], res)
-			if b, err := json.MarshalIndent(res, "", " "); err == nil {
-				_ = os.WriteFile(filepath.Join(*out, rc.Label+".json"), b, 0o644)
+			encodeSpecial(res)
+			b, err := json.MarshalIndent(res, "", " ")
+			decodeSpecial(res)
+			if err == nil {
+				err = os.WriteFile(filepath.Join(*out, rc.Label+".json"), b, 0o644)
+			}
+			if err != nil {
+				log.Printf("%s: writing the JSON: %v", rc.Label, err)
 			}
 			for _, msg := range res.Errors {
 				log.Printf("%s: %s", rc.Label, msg)

@@ -12,6 +12,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -521,4 +522,73 @@ func fetchOrgs(ctx context.Context, c *http.Client, base string) ([]APIOrg, erro
 	}
 	err := getJSON(ctx, c, base+"/api/v1/orgs", &doc)
 	return doc.Orgs, err
+}
+
+// JSON has no NaN or infinities, which the figures use (NaN: not measured;
+// +Inf: a histogram's last bucket). encodeSpecial replaces them in place by
+// sentinels before marshalling, decodeSpecial restores them after reading.
+const (
+	sentinelNaN    = -1.5e300
+	sentinelPosInf = 1e300
+	sentinelNegInf = -1e300
+)
+
+func encodeSpecial(v any) { walkFloats(reflect.ValueOf(v), toSentinel) }
+func decodeSpecial(v any) { walkFloats(reflect.ValueOf(v), fromSentinel) }
+
+func toSentinel(f float64) float64 {
+	switch {
+	case math.IsNaN(f):
+		return sentinelNaN
+	case math.IsInf(f, 1):
+		return sentinelPosInf
+	case math.IsInf(f, -1):
+		return sentinelNegInf
+	}
+	return f
+}
+
+func fromSentinel(f float64) float64 {
+	switch f {
+	case sentinelNaN:
+		return math.NaN()
+	case sentinelPosInf:
+		return math.Inf(1)
+	case sentinelNegInf:
+		return math.Inf(-1)
+	}
+	return f
+}
+
+func walkFloats(v reflect.Value, f func(float64) float64) {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			walkFloats(v.Elem(), f)
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				walkFloats(v.Field(i), f)
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			walkFloats(v.Index(i), f)
+		}
+	case reflect.Map:
+		if v.Type().Elem().Kind() == reflect.Float64 {
+			for _, k := range v.MapKeys() {
+				v.SetMapIndex(k, reflect.ValueOf(f(v.MapIndex(k).Float())).Convert(v.Type().Elem()))
+			}
+			return
+		}
+		for _, k := range v.MapKeys() {
+			walkFloats(v.MapIndex(k), f)
+		}
+	case reflect.Float64:
+		if v.CanSet() {
+			v.SetFloat(f(v.Float()))
+		}
+	}
 }

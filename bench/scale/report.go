@@ -44,6 +44,13 @@ func ms(s float64) string {
 	return fmt.Sprintf("%.2f ms", s*1000)
 }
 
+func cpuS(c float64) string {
+	if math.IsNaN(c) {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f CPU-s", c)
+}
+
 func cores(c float64) string {
 	if math.IsNaN(c) {
 		return "-"
@@ -133,7 +140,7 @@ func reportRun(b *strings.Builder, r *RunResult) {
 		return fmt.Sprintf("%s / %s / %s (%d scrapes, %d failed)", secs(s.MetricsMin), secs(s.MetricsMed), secs(s.MetricsMax), s.Scrapes, s.ScrapeErrors)
 	})
 	row("daemon CPU during a gzip scrape (median; checks meanwhile included)", func(s ReplicaSummary) string {
-		return fmt.Sprintf("%.2f CPU-s", s.MetricsCPUMed)
+		return cpuS(s.MetricsCPUMed)
 	})
 	row("/metrics time without gzip (median / max)", func(s ReplicaSummary) string {
 		return fmt.Sprintf("%s / %s", secs(s.MetricsPlainMed), secs(s.MetricsPlainMax))
@@ -199,9 +206,9 @@ func reportGrowth(b *strings.Builder, rs []*RunResult) {
 		if r.AllChecked >= 0 {
 			checked = secs(r.AllChecked)
 		}
-		fmt.Fprintf(b, "| %s | %.0f s | %s-%s | %s | %s | %s / %s | %s | %.2f CPU-s | %s / %s | %.1f | %.0f | %d (%d) | %s | %s | %s | %s |\n",
+		fmt.Fprintf(b, "| %s | %.0f s | %s-%s | %s | %s | %s / %s | %s | %s | %s / %s | %.1f | %.0f | %d (%d) | %s | %s | %s | %s |\n",
 			thousands(r.Config.Orgs), r.SteadyTo-r.SteadyFrom, strings.TrimSuffix(mib(s.RSSMin), " MiB"), mib(s.RSSMax), mib(s.HWMSteady),
-			cores(s.CPUSteady), secs(s.MetricsMed), secs(s.MetricsMax), secs(s.MetricsPlainMed), s.MetricsCPUMed, mb(s.MetricsBody), mb(s.MetricsWire), s.SeriesPerOrg,
+			cores(s.CPUSteady), secs(s.MetricsMed), secs(s.MetricsMax), secs(s.MetricsPlainMed), cpuS(s.MetricsCPUMed), mb(s.MetricsBody), mb(s.MetricsWire), s.SeriesPerOrg,
 			s.GoroutinesMed, s.FDsMed, s.SocketsMed, secs(s.ListenerUp), checked, secs(max(s.StalenessMax, r.StaleMaxSrv)), cores(s.WaitSteady))
 	}
 	fmt.Fprintln(b)
@@ -250,15 +257,16 @@ func reportAccuracy(b *strings.Builder, rs []*RunResult) {
 	fmt.Fprintln(b)
 	fmt.Fprintln(b, "Medians of the reported phases (httptrace), per step:")
 	fmt.Fprintln(b)
-	fmt.Fprintln(b, "| orgs | injected | step | resolve | connect | tls | processing | transfer |")
-	fmt.Fprintln(b, "| --- | --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintln(b, "| orgs | injected | step | resolve | connect | tls | processing | transfer | steps on a new connection (connect > 0) |")
+	fmt.Fprintln(b, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, r := range rs {
 		for _, a := range r.Accuracy {
 			if a.Step == "all" {
 				continue
 			}
-			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", thousands(r.Config.Orgs), r.Config.Latency, a.Step,
-				phaseMs(a.Phases, "resolve"), phaseMs(a.Phases, "connect"), phaseMs(a.Phases, "tls"), phaseMs(a.Phases, "processing"), phaseMs(a.Phases, "transfer"))
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %.1f%% (their median connect %s) |\n", thousands(r.Config.Orgs), r.Config.Latency, a.Step,
+				phaseMs(a.Phases, "resolve"), phaseMs(a.Phases, "connect"), phaseMs(a.Phases, "tls"), phaseMs(a.Phases, "processing"), phaseMs(a.Phases, "transfer"),
+				100*a.NewConnShare, ms(a.NewConnMedian))
 		}
 	}
 	fmt.Fprintln(b)
@@ -321,16 +329,18 @@ func growthSVG(rs []*RunResult, machine string) string {
 				ymax = max(ymax, peak(s))
 			}
 		}
-		ymax = niceCeil(ymax * 1.08)
+		step := niceStep(ymax * 1.08 / 4)
+		ymax = math.Ceil(ymax*1.08/step) * step
 		if ymax <= 0 {
-			ymax = 1
+			ymax, step = 1, 0.25
 		}
+		ticks := int(math.Round(ymax / step))
 		px := func(x float64) float64 { return float64(ox) + (math.Log10(x)-xmin)/(xmax-xmin)*pw }
 		py := func(y float64) float64 { return float64(oy+ph) - y/ymax*ph }
 		fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="13" font-weight="bold">%s (%s)</text>`+"\n", ox, oy-10, escape(p.title), p.unit)
 		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#333"/>`+"\n", ox, oy, pw, ph)
-		for k := 0; k <= 4; k++ {
-			y := ymax * float64(k) / 4
+		for k := 0; k <= ticks; k++ {
+			y := step * float64(k)
 			fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/><text x="%d" y="%.1f" text-anchor="end" fill="#333">%s</text>`+"\n",
 				ox, py(y), ox+pw, py(y), ox-5, py(y)+4, fmtTick(y))
 		}
@@ -398,12 +408,13 @@ func shortCount(x float64) string {
 	return fmt.Sprint(x)
 }
 
-func niceCeil(v float64) float64 {
+// niceStep rounds a tick step up to 1, 2, 2.5 or 5 times a power of ten.
+func niceStep(v float64) float64 {
 	if v <= 0 {
-		return 0
+		return 0.25
 	}
 	e := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10} {
+	for _, m := range []float64{1, 2, 2.5, 5, 10} {
 		if m*e >= v {
 			return m * e
 		}

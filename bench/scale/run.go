@@ -134,6 +134,10 @@ type StepAccuracy struct {
 	ServerMedian float64 `json:"server_median_seconds"` // the server's own handling time
 	// Phases are the medians of the httptrace phases (resolve, connect, tls, processing, transfer).
 	Phases map[string]float64 `json:"phases_median_seconds"`
+	// NewConnShare is the share of steps that opened a connection
+	// (connect > 0), and NewConnMedian their median connect time.
+	NewConnShare  float64 `json:"new_connection_share"`
+	NewConnMedian float64 `json:"new_connection_connect_median_seconds"`
 }
 
 // ShardCheck verifies that every org was checked by exactly one replica.
@@ -151,6 +155,7 @@ type ShardCheck struct {
 // RunResult is everything one run measured.
 type RunResult struct {
 	Config      RunConfig        `json:"config"`
+	Machine     string           `json:"machine"`
 	Start       time.Time        `json:"start"`
 	AllChecked  float64          `json:"all_checked_seconds"` // from the launch, server view; -1: not within the run
 	SteadyFrom  float64          `json:"steady_from"`
@@ -638,6 +643,16 @@ func accuracy(reps []*replica, from time.Time, injected time.Duration, st Server
 		for k, vs := range ph[step] {
 			sort.Float64s(vs)
 			a.Phases[k] = quantile(vs, 0.5)
+			if k == "connect" {
+				var fresh []float64
+				for _, v := range vs {
+					if v > 0 {
+						fresh = append(fresh, v)
+					}
+				}
+				a.NewConnShare = float64(len(fresh)) / float64(len(vs))
+				a.NewConnMedian = quantile(fresh, 0.5)
+			}
 		}
 		out = append(out, a)
 	}
@@ -677,7 +692,9 @@ func coresBetween(s []ProcSample, from, to float64) float64 {
 func summarize(r *replica, from, to, allChecked float64) ReplicaSummary {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s := ReplicaSummary{Index: r.idx, Shard: r.shard, ListenerUp: r.up, Ready: r.ready, LatenessP99All: math.NaN(), LatenessP99Sty: math.NaN()}
+	nan := math.NaN()
+	s := ReplicaSummary{Index: r.idx, Shard: r.shard, ListenerUp: r.up, Ready: r.ready, LatenessP99All: nan, LatenessP99Sty: nan,
+		MetricsMin: nan, MetricsMed: nan, MetricsMax: nan, MetricsCPUMed: nan, MetricsPlainMed: nan, MetricsPlainMax: nan}
 	var rss []uint64
 	var fds, socks []int
 	var steady []ProcSample
