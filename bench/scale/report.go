@@ -172,7 +172,7 @@ func reportRun(b *strings.Builder, r *RunResult) {
 	})
 	fmt.Fprintf(b, "\nFake server: %s cores, RSS %s, %s open connections at the end (most at once %s), requests %v, errors %v. This program: %s cores. The whole machine over the steady window: %s cores busy, of which %s by other work.\n",
 		cores(r.FakeCPU), mib(r.FakeRSS), thousands(int(r.Server.Conns)), thousands(int(r.Server.MaxConns)), r.Server.Requests, r.Server.Errors, cores(r.BenchCPU),
-		cores(r.MachineCPU), cores(r.Others))
+		cores(r.MachineCPU), cores(max(0, r.Others)))
 	if sc := r.Shard; sc != nil {
 		fmt.Fprintf(b, "\nShard check (/api/v1/orgs of each replica): orgs checked per replica %v, union %s of %s, checked by two replicas %d, by none %d; shortest interval between two checks of one org (server) %.1f s: %s.\n",
 			sc.PerReplica, thousands(sc.Union), thousands(c.Orgs), sc.Duplicates, sc.Missing, sc.MinInterval, map[bool]string{true: "every org checked by exactly one replica", false: "FAILED"}[sc.OK])
@@ -219,7 +219,7 @@ func reportGrowth(b *strings.Builder, rs []*RunResult) {
 	}
 	for _, r := range rs {
 		fmt.Fprintf(b, "- %s orgs: the whole machine %s cores busy over the steady window, %s of them other work; fake server %s cores; outcomes %v.\n",
-			thousands(r.Config.Orgs), cores(r.MachineCPU), cores(r.Others), cores(r.FakeCPU), firstOutcomes(r))
+			thousands(r.Config.Orgs), cores(r.MachineCPU), cores(max(0, r.Others)), cores(r.FakeCPU), firstOutcomes(r))
 	}
 	fmt.Fprintln(b)
 }
@@ -275,7 +275,7 @@ func reportAccuracy(b *strings.Builder, rs []*RunResult) {
 			s := r.Replicas[0]
 			fmt.Fprintf(b, "- %s orgs, %s: every org checked once %s after the launch; steady CPU %s cores, RSS %s-%s, outcomes %v; run-queue wait %s cores; the whole machine %s cores busy, %s of them other work.\n",
 				thousands(r.Config.Orgs), r.Config.Latency, secs(r.AllChecked), cores(s.CPUSteady), mib(s.RSSMin), mib(s.RSSMax), s.Outcomes,
-				cores(s.WaitSteady), cores(r.MachineCPU), cores(r.Others))
+				cores(s.WaitSteady), cores(r.MachineCPU), cores(max(0, r.Others)))
 		}
 		for _, e := range r.Errors {
 			fmt.Fprintf(b, "- Note (%s orgs, %s): %s\n", thousands(r.Config.Orgs), r.Config.Latency, e)
