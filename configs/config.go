@@ -12,7 +12,10 @@ import (
 // Config is a loaded, defaulted and validated tokenwatch configuration.
 type Config struct {
 	Global Global
-	Orgs   []Org
+	// Orgs are those of orgs: followed by those of org_files, file by file.
+	Orgs []Org
+	// OrgFiles are the org_files patterns and the files they matched.
+	OrgFiles OrgFiles
 	// Alerting is always set: its thresholds have defaults even when the
 	// file has no alerting section, and then there are no destinations.
 	Alerting Alerting
@@ -70,7 +73,8 @@ type Org struct {
 
 // Problem is one thing wrong with a configuration, at a field path such as
 // "orgs[2].grant.password_file", or an environment variable name when the
-// value came from one.
+// value came from one. A problem in a file of org_files has the file, then
+// the field path inside it: "orgs.d/acme.yml: [2].grant.password_file".
 type Problem struct {
 	Path    string
 	Message string

@@ -103,7 +103,19 @@ func parse(p koanf.Provider, baseDir string, env []string) (*Config, error) {
 	root := newSection(&r.probs, "", raw)
 	cfg := &Config{}
 	cfg.Global = r.global(root.sub("global"), env)
-	cfg.Orgs = r.orgs(root, cfg.Global)
+	var orgFiles bool
+	cfg.OrgFiles.Patterns, orgFiles = r.orgFilePatterns(root)
+	defined := map[string]int{}
+	cfg.Orgs = r.orgs(root, cfg.Global, defined, orgFiles)
+	if len(cfg.OrgFiles.Patterns) > 0 {
+		sources := make(map[string]orgSource, len(defined))
+		for name, i := range defined {
+			sources[name] = orgSource{path: fmt.Sprintf("orgs[%d]", i)}
+		}
+		var more []Org
+		more, cfg.OrgFiles.Files = r.readOrgFiles(cfg.OrgFiles.Patterns, cfg.Global, sources)
+		cfg.Orgs = append(cfg.Orgs, more...)
+	}
 	cfg.Alerting = r.alerting(root.sub("alerting"))
 	root.done()
 
@@ -328,19 +340,20 @@ func (r *reader) overrideGlobal(g *Global, paths map[string]string, env []string
 	}
 }
 
-func (r *reader) orgs(root *section, g Global) []Org {
+// orgs reads the orgs: list; firstIndex gets the index of every name.
+// With org_files set, the list may be absent: the orgs are in the files.
+func (r *reader) orgs(root *section, g Global, firstIndex map[string]int, orgFiles bool) []Org {
 	items, ok := root.list("orgs")
 	if !ok {
-		if !r.probs.has("orgs") {
+		if !r.probs.has("orgs") && !orgFiles {
 			r.probs.add("orgs", "at least one org is required (add a list entry under orgs:)")
 		}
 		return nil
 	}
-	if len(items) == 0 {
+	if len(items) == 0 && !orgFiles {
 		r.probs.add("orgs", "at least one org is required (add a list entry under orgs:)")
 		return nil
 	}
-	firstIndex := map[string]int{}
 	out := make([]Org, 0, len(items))
 	for i, item := range items {
 		s := newSection(&r.probs, fmt.Sprintf("orgs[%d]", i), item)
