@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -163,4 +164,35 @@ func (r replay) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	return &http.Response{StatusCode: a.status, Header: a.header, Body: io.NopCloser(bytes.NewReader(a.body)),
 		ContentLength: int64(len(a.body)), Request: req, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}, nil
+}
+
+// BenchmarkIdleOrgMemory reports the heap an org's checker keeps between
+// checks (B/idle-org): what the daemon holds per org for the minute between
+// two checks, its connections aside (they are shared and closed when idle).
+// 500 checkers share one HTTP client; each runs one check; the heap is
+// read after a collection before and after.
+func BenchmarkIdleOrgMemory(b *testing.B) {
+	w := newWorld(b, orgsim.Options{})
+	hc := checks.NewHTTPClient(nil)
+	const orgs = 500
+	var retained float64
+	for b.Loop() {
+		cs := make([]*checks.Checker, orgs)
+		rs := make([]*checks.Result, orgs)
+		var ms runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		before := ms.HeapAlloc
+		for i := range cs {
+			cs[i] = checks.NewChecker(w.target("client_credentials"), checks.WithHTTPClient(hc))
+			rs[i] = cs[i].Check(context.Background())
+		}
+		hc.CloseIdleConnections()
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		retained += float64(int64(ms.HeapAlloc)-int64(before)) / orgs
+		runtime.KeepAlive(cs)
+		runtime.KeepAlive(rs)
+	}
+	b.ReportMetric(retained/float64(b.N), "B/idle-org")
 }

@@ -55,7 +55,8 @@ type Checker struct {
 	urls map[string]endpoint
 	// signer is the HMAC keyed by the client secret that verifySignature uses.
 	signer hash.Hash
-	// red redacts the current check's texts (newCheckRedactor).
+	// red redacts the texts of the check running (newCheckRedactor); nil
+	// between checks.
 	red *Redactor
 }
 
@@ -182,7 +183,7 @@ func (c *Checker) Check(ctx context.Context) (res *Result) {
 	}
 	c.certExpiry = time.Time{}
 	// Every text of the check is redacted, where it is cut and at the end.
-	c.red = newCheckRedactor(c.red, &c.target, &r.secrets)
+	c.red = newCheckRedactor(&c.target, &r.secrets)
 	defer func() {
 		if p := recover(); p != nil {
 			r.res.Outcome = OutcomeInternalError
@@ -193,6 +194,8 @@ func (c *Checker) Check(ctx context.Context) (res *Result) {
 		r.res.TLSCertExpiry = c.certExpiry
 		c.keeping.Store(c.kept != nil)
 		c.red.Result(r.res)
+		c.red.release()
+		c.red = nil
 		res = r.res
 	}()
 	c.check(ctx, r)
@@ -451,10 +454,12 @@ func (c *Checker) verifySignature(tok *tokenResponse) string {
 func (c *Checker) classifyTokenError(status int, oe *oauthError, skew time.Duration) Outcome {
 	code, desc := "", ""
 	if oe != nil {
-		code, desc = oe.Code, strings.ToUpper(oe.Description)
+		// "login rate exceeded" (Salesforce's answer), LOGIN_RATE_EXCEEDED
+		// (its Login History) and REQUEST_LIMIT_EXCEEDED read alike.
+		code, desc = oe.Code, strings.ReplaceAll(strings.ToUpper(oe.Description), "_", " ")
 	}
 	switch {
-	case code == "rate_limit_exceeded" || strings.Contains(desc, "LOGIN_RATE_EXCEEDED") || strings.Contains(desc, "REQUEST_LIMIT_EXCEEDED"):
+	case code == "rate_limit_exceeded" || strings.Contains(desc, "LOGIN RATE EXCEEDED") || strings.Contains(desc, "REQUEST LIMIT EXCEEDED"):
 		return OutcomeRateLimited
 	case code == "invalid_client" || code == "invalid_client_id" || code == "invalid_client_credentials":
 		return OutcomeClientRejected

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"net/url"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -42,7 +43,7 @@ import (
 // hash set, and a text is scanned once with a rolling window. A text with
 // nothing to redact is returned as is, without allocating. A check's
 // redactor adds the tokens of the check to the secrets of the target's
-// credentials, computed once per checker and shared by its checks.
+// credentials; its tables are pooled and live for the check only.
 type Redactor struct {
 	own secretSet
 	// base, when set, holds more secrets: the target's, shared between
@@ -382,16 +383,69 @@ func (s *gramSet) resize(n int) {
 		size *= 2
 	}
 	old := s.slots
-	s.slots = make([]uint64, size)
+	s.slots = getSlots(size)
 	s.n = 0
 	if s.seen == nil {
-		s.seen = new([bloomBits / 64]uint64)
+		s.seen = getBloom()
 	}
 	for _, g := range old {
 		if g != 0 {
 			s.add(g &^ gramFlag)
 		}
 	}
+	putSlots(old)
+}
+
+// The tables of a check's redactor live for that check only and go back to
+// these pools when it ends (Redactor.release): kept per org between checks,
+// they made most of the daemon's memory at thousands of orgs, and building
+// them anew from pooled memory costs a few tens of microseconds a check.
+var (
+	slotPool  sync.Pool // *[]uint64
+	bloomPool sync.Pool // *[bloomBits / 64]uint64
+)
+
+// getSlots returns at least n zeroed slots, a power of two as n is, from
+// the pool when it holds enough: all of a pooled table, so that the sets
+// of the next check rarely grow.
+func getSlots(n int) []uint64 {
+	if v, ok := slotPool.Get().(*[]uint64); ok && cap(*v) >= n {
+		s := (*v)[:cap(*v)]
+		clear(s)
+		return s
+	}
+	return make([]uint64, n)
+}
+
+func putSlots(s []uint64) {
+	if cap(s) > 0 && cap(s) <= maxPooledSlots {
+		slotPool.Put(&s)
+	}
+}
+
+// maxPooledSlots keeps the tables of an unusually long secret (a large
+// JWT assertion) out of the pools.
+const maxPooledSlots = 1 << 16
+
+func getBloom() *[bloomBits / 64]uint64 {
+	if b, ok := bloomPool.Get().(*[bloomBits / 64]uint64); ok {
+		clear(b[:])
+		return b
+	}
+	return new([bloomBits / 64]uint64)
+}
+
+func putBloom(b *[bloomBits / 64]uint64) {
+	if b != nil {
+		bloomPool.Put(b)
+	}
+}
+
+// release hands the set's tables back to the pools; the set is empty after.
+func (s *gramSet) release() {
+	putSlots(s.slots)
+	putBloom(s.seen)
+	*s = gramSet{}
 }
 
 func (s *gramSet) has(g uint64) bool {
@@ -431,7 +485,7 @@ func (r *Redactor) bloom() *[bloomBits / 64]uint64 {
 	}
 	if r.seenN != r.own.grams.n {
 		if r.seen == nil {
-			r.seen = new([bloomBits / 64]uint64)
+			r.seen = getBloom()
 		}
 		for i := range r.seen {
 			r.seen[i] = r.own.grams.seen[i] | r.base.grams.seen[i]
@@ -841,25 +895,25 @@ func targetSecrets(t *Target) *secretSet {
 }
 
 // newCheckRedactor returns the redactor of one check of t: the secrets of
-// t's credentials, computed once per checker, and secrets, the check's
-// list of the secrets in play (tokens, assertions, rotated refresh
-// tokens), followed as it grows. prev is the redactor of the checker's
-// previous check (nil for the first), whose table it takes over: checks of
-// a checker never overlap.
-func newCheckRedactor(prev *Redactor, t *Target, secrets *[]string) *Redactor {
-	r := &Redactor{own: secretSet{tokens: true}, src: secrets}
-	if prev == nil || prev.base == nil {
-		r.base = targetSecrets(t)
-		return r
+// t's credentials and secrets, the check's list of the secrets in play
+// (tokens, assertions, rotated refresh tokens), followed as it grows. Its
+// tables come from pools; release gives them back when the check ends.
+func newCheckRedactor(t *Target, secrets *[]string) *Redactor {
+	return &Redactor{own: secretSet{tokens: true}, src: secrets, base: targetSecrets(t)}
+}
+
+// release hands r's tables back to the pools at the end of a check. r must
+// not be used after: it knows no secret any more.
+func (r *Redactor) release() {
+	if r == nil {
+		return
 	}
-	r.base = prev.base
-	if g := &prev.own.grams; g.slots != nil {
-		clear(g.slots)
-		clear(g.seen[:])
-		r.own.grams = gramSet{slots: g.slots, seen: g.seen}
-		r.seen, prev.own.grams, prev.seen = prev.seen, gramSet{}, nil
+	r.own.grams.release()
+	if r.base != nil {
+		r.base.grams.release()
 	}
-	return r
+	putBloom(r.seen)
+	*r = Redactor{}
 }
 
 // redactWith makes oe redact what it prints with red (see oauthError.String).
