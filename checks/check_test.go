@@ -31,6 +31,7 @@ const (
 	userPassword = "CANARY-password-1e8a"
 	userSecToken = "CANARYSECTOKEN77"
 	basicSecret  = "CANARY:odd+secret%/&="
+	jwtSecret    = "CANARY-jwt-secret-5b2c"
 )
 
 // world is one simulated org with an app for every grant.
@@ -56,10 +57,10 @@ func newWorld(t testing.TB, opts orgsim.Options) *world {
 	w.org = orgsim.New(opts)
 	w.org.AddUser(orgsim.User{Username: "user@example.com", Password: userPassword, SecurityToken: userSecToken})
 	w.org.AddUser(orgsim.User{Username: "jwt@example.com", Password: "x"})
-	w.org.AddApp(orgsim.App{ClientID: "cc-app", ClientSecret: ccSecret, RunAsUser: "user@example.com", Scope: "api web"})
+	w.org.AddApp(orgsim.App{ClientID: "cc-app", ClientSecret: ccSecret, RunAsUser: "user@example.com", Scope: "api web openid"})
 	w.org.AddApp(orgsim.App{ClientID: "pw-app", ClientSecret: pwSecret})
 	w.org.AddApp(orgsim.App{ClientID: "pw-all-app", ClientSecret: pwAllSecret, IntrospectAll: true})
-	w.org.AddApp(orgsim.App{ClientID: "jwt-app", CertificateKey: &w.key.PublicKey, PreApproved: []string{"jwt@example.com"}})
+	w.org.AddApp(orgsim.App{ClientID: "jwt-app", ClientSecret: jwtSecret, CertificateKey: &w.key.PublicKey, PreApproved: []string{"jwt@example.com"}})
 	w.org.AddApp(orgsim.App{ClientID: "rt-app", ClientSecret: rtSecret, RefreshTokenRotation: true})
 	w.org.AddApp(orgsim.App{ClientID: "pkjwt-app", CertificateKey: &w.key.PublicKey, RunAsUser: "user@example.com"})
 	w.org.AddApp(orgsim.App{ClientID: "basic:app+1", ClientSecret: basicSecret, RunAsUser: "user@example.com"})
@@ -95,6 +96,8 @@ func (w *world) target(kind string) checks.Target {
 	case "jwt_bearer":
 		t.Client = checks.Client{ID: "jwt-app"}
 		t.Grant = checks.Grant{Type: checks.GrantJWTBearer, Username: "jwt@example.com", PrivateKey: w.key, Audience: "https://login.salesforce.com"}
+		// The flow needs no secret, but Salesforce's introspection does.
+		t.Introspection.Client = &checks.Client{ID: "jwt-app", Secret: jwtSecret, AuthMethod: post}
 	case "refresh_token":
 		t.Client = checks.Client{ID: "rt-app", Secret: rtSecret, AuthMethod: post}
 		t.Grant = checks.Grant{Type: checks.GrantRefreshToken, RefreshToken: checks.Secret(w.rt)}
@@ -128,7 +131,7 @@ func assertNoCanary(t *testing.T, res *checks.Result, extra ...string) {
 		t.Fatal(err)
 	}
 	text := string(b) + fmt.Sprintf("%v %+v", res, *res)
-	for _, s := range append([]string{ccSecret, pwSecret, pwAllSecret, rtSecret, userPassword, userSecToken, basicSecret, "00D"}, extra...) {
+	for _, s := range append([]string{ccSecret, pwSecret, pwAllSecret, rtSecret, userPassword, userSecToken, basicSecret, jwtSecret, "00D"}, extra...) {
 		if s == "00D" {
 			// Salesforce session ids start with the org id and a "!"; none may appear.
 			if strings.Contains(text, "!AQ") || strings.Contains(text, "00D000000000001!") {
@@ -538,11 +541,18 @@ func TestReuseMode(t *testing.T) {
 	if second.Outcome != checks.OutcomeOK || second.Token.Minted || !second.Step(checks.StepToken).Skipped {
 		t.Fatalf("second: %s minted=%v", second.Outcome, second.Token.Minted)
 	}
-	// The session slides: the probe of the second check moved exp ten minutes later.
-	w.clock.Advance(10 * time.Minute)
+	// The session slides, but only once half the timeout (2h) has passed
+	// since the activity last recorded: the probe at 10m moved nothing, the
+	// one at 70m moves exp to 70m + 2h, which the next check sees.
+	if !second.Token.Expiry.Equal(first.Token.Expiry) {
+		t.Errorf("a use 10m into a 2h session moved exp from %s to %s", first.Token.Expiry, second.Token.Expiry)
+	}
+	w.clock.Advance(60 * time.Minute)
+	c.Check(context.Background())
+	w.clock.Advance(time.Minute)
 	slid := c.Check(context.Background())
-	if got := slid.Token.Expiry.Sub(second.Token.Expiry); slid.Outcome != checks.OutcomeOK || got != 10*time.Minute {
-		t.Errorf("exp moved by %s (%s), want 10m: the session timeout slides with use", got, slid.Outcome)
+	if got := slid.Token.Expiry.Sub(second.Token.Expiry); slid.Outcome != checks.OutcomeOK || got != 70*time.Minute {
+		t.Errorf("exp moved by %s (%s), want 70m: the session timeout slides with use past half of it", got, slid.Outcome)
 	}
 	tokens := w.org.Requests(orgsim.EndpointToken)
 

@@ -282,6 +282,16 @@ type Result struct {
 	Token TokenFacts   `json:"token"`
 	// TLSCertExpiry is the earliest NotAfter among certificates presented; zero over plain http.
 	TLSCertExpiry time.Time `json:"tls_cert_expiry,omitzero"`
+	// APIRequests is the org's daily API allowance from the REST API's
+	// /limits, when the check probed it (Salesforce, a token without an
+	// identity scope); nil otherwise.
+	APIRequests *APIRequests `json:"api_requests,omitempty"`
+	// SigningCertExpiry is the NotAfter of grant.certificate_file, the
+	// certificate of the jwt_bearer signing key; zero when none is configured.
+	SigningCertExpiry time.Time `json:"signing_cert_expiry,omitzero"`
+	// RefreshTokenExpiry is when the refresh token in use expires under
+	// grant.refresh_token_policy; zero when no policy is configured.
+	RefreshTokenExpiry time.Time `json:"refresh_token_expiry,omitzero"`
 	// RetryAfter is what the token endpoint's Retry-After header asked for; zero when absent.
 	RetryAfter time.Duration `json:"-"`
 	// Loaded marks a result read back from the state store at start, shown

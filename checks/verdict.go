@@ -42,7 +42,7 @@ func (c *Checker) verdict(r *run, in *introspection, pr probeResult) {
 		return
 	}
 	if is != nil && !is.Skipped && is.Outcome != OutcomeOK {
-		c.conclude(r, is.Outcome, "Introspection at "+is.URL+" "+is.Detail+".", "")
+		c.conclude(r, is.Outcome, "Introspection at "+is.URL+" "+is.Detail+".", c.introspectionFix(is.Outcome))
 		return
 	}
 	if in != nil && in.active && !in.exp.IsZero() && c.now().Sub(in.exp) > maxSkew {
@@ -75,7 +75,30 @@ func (c *Checker) verdict(r *run, in *introspection, pr probeResult) {
 		c.conclude(r, OutcomeRevokeFailed, fmt.Sprintf("Revoking the minted token at %s failed (%s: %s).", rv.URL, rv.Outcome, rv.Detail), "")
 		return
 	}
-	c.conclude(r, OutcomeOK, healthySummary(r.res, c.now()), "")
+	summary := healthySummary(r.res, c.now())
+	if rv := r.res.Step(StepRevoke); rv != nil && !rv.Skipped && strings.Contains(rv.Detail, "(a note, not a failure)") {
+		summary += " Note: revocation " + rv.Detail + "."
+	}
+	c.conclude(r, OutcomeOK, summary, "")
+}
+
+// introspectionFix is the advice for a refused introspection whose
+// introspecting client has no secret, on Salesforce: its introspection
+// endpoint authenticates the connected app by consumer key and secret,
+// which a JWT-bearer setup may not have configured. "" otherwise.
+func (c *Checker) introspectionFix(o Outcome) string {
+	cl := &c.target.Client
+	if ic := c.target.Introspection.Client; ic != nil {
+		cl = ic
+	}
+	if o != OutcomeIntrospectionUnauthorized || c.target.Provider != ProviderSalesforce || cl.Secret != "" ||
+		cl.PrivateKey != nil || cl.AuthMethod == AuthTLSClientAuth {
+		return ""
+	}
+	return "Salesforce's introspection endpoint authenticates the connected app with its consumer key and consumer " +
+		"secret, and the introspecting client (" + cl.ID + ") has no secret: the JWT bearer flow does not need one, " +
+		"introspection does. Set client.secret (the app's consumer secret, from Manage Consumer Details), or " +
+		"introspection.client with the id and secret of an app that may introspect this token (\"Introspect All Tokens\")."
 }
 
 func (c *Checker) introspectorID() string {
@@ -241,54 +264,126 @@ func (c *Checker) fixFor(o Outcome) string {
 	return ""
 }
 
-// tokenErrorFix maps the token endpoint's error description to advice
-// (Salesforce's error texts and RFC 6749 §5.2 codes; docs/outcomes.md lists the outcomes).
+// tokenErrorFix maps the token endpoint's error to advice: Salesforce's
+// error texts (tokenErrors) and RFC 6749 §5.2 codes; docs/outcomes.md and
+// docs/salesforce.md list them.
 func tokenErrorFix(t Target, o Outcome, oe *oauthError) string {
 	if oe == nil {
 		return ""
 	}
-	sf := t.Provider == ProviderSalesforce
-	desc := strings.ToLower(oe.Description)
-	switch {
-	case o == OutcomeClockSkew:
+	switch o {
+	case OutcomeClockSkew:
 		return ""
-	case o == OutcomeRefreshTokenRetired:
+	case OutcomeRefreshTokenRetired:
 		return "The refresh token chain is broken: the server refused the refresh token tokenwatch received in its last rotation. " +
 			"Another process used the same refresh token (each chain must have one user: one tokenwatch, one shard), " +
 			"the token was revoked, or the app's refresh token policy expired it. Re-authorize, put the new refresh token in " +
 			"grant.refresh_token, and keep --storage.path across restarts so rotated tokens are not lost."
-	case oe.Code == "invalid_client_id":
-		return "The consumer key is unknown to this org: check client.id and that url is the org the app lives in (sandbox vs production)."
-	case oe.Code == "invalid_grant" && strings.Contains(desc, "authentication failure"):
-		if sf && t.Grant.Type == GrantPassword {
+	}
+	desc := strings.ToLower(oe.Description)
+	for _, e := range tokenErrors {
+		if e.code != oe.Code || (e.desc != "" && !strings.Contains(desc, e.desc)) {
+			continue
+		}
+		if fix := e.fix(t); fix != "" {
+			return fix
+		}
+	}
+	return ""
+}
+
+// tokenError is one error a token endpoint answers, with its advice; the
+// first entry whose code matches and whose desc (lower case) is in the
+// error_description gives the fix. An empty desc matches any description.
+type tokenError struct {
+	code, desc string
+	fix        func(Target) string
+}
+
+func sfOnly(fix string) func(Target) string {
+	return func(t Target) string {
+		if t.Provider != ProviderSalesforce {
+			return ""
+		}
+		return fix
+	}
+}
+
+func always(fix string) func(Target) string { return func(Target) string { return fix } }
+
+const (
+	fixUserInactive = "The user is frozen or deactivated: reactivate or unfreeze it in Setup > Users, or configure another " +
+		"integration user (grant.username; client credentials: the connected app's Run As user)."
+	fixIPRestricted = "The login is refused by the user's network or time restrictions: the profile's Login IP Ranges or its " +
+		"Login Hours exclude this host or this time. Add this host's egress address to Login IP Ranges or widen Login Hours " +
+		"(Setup > Profiles > the profile), or set the connected app's IP Relaxation to \"Relax IP restrictions\" " +
+		"(login hours still apply)."
+	fixAudience = "grant.audience (the assertion's aud) is wrong for this org: https://login.salesforce.com for production, " +
+		"https://test.salesforce.com for a sandbox (*.sandbox.my.salesforce.com or test.salesforce.com), or the Experience " +
+		"Cloud site URL for a site; tokenwatch derives it from url when grant.audience is unset."
+)
+
+// tokenErrors are Salesforce's token endpoint errors (their texts as
+// Salesforce sends them) and RFC 6749 §5.2 codes, in match order.
+var tokenErrors = []tokenError{
+	{code: "invalid_client_id", fix: always("The consumer key is unknown to this org: check client.id (the connected app's " +
+		"consumer key) and that url is the org the app lives in (a sandbox has its own copy of the app, with its own key).")},
+	{code: "invalid_client_credentials", fix: always("The consumer secret is wrong: copy it again from the connected app " +
+		"(Setup > App Manager > the app > View > Manage Consumer Details) into client.secret; after a rotation update it here.")},
+	{code: "invalid_client", fix: sfOnly("The connected app refused the client: the consumer secret in client.secret is wrong " +
+		"or was rotated; copy it again from Manage Consumer Details. With private_key_jwt, check client.private_key_file " +
+		"against the app's certificate.")},
+	{code: "inactive_user", fix: always(fixUserInactive)},
+	{code: "inactive_org", fix: always("The org is locked, closed or suspended (inactive_org), so no user of it can log in: " +
+		"a trial that ended, an unpaid or suspended org, or a sandbox that was deleted or is being refreshed. Check the org " +
+		"with its admin or Salesforce support; check url if the org moved.")},
+	{code: "invalid_grant", desc: "authentication failure", fix: func(t Target) string {
+		if t.Provider == ProviderSalesforce && t.Grant.Type == GrantPassword {
 			return "Check grant.username and the password, which for Salesforce is the password with the user's security token " +
 				"appended. If they are right, the username-password flow may be blocked: orgs created in Summer '23 or later " +
 				"block it by default (Login History shows \"Username-Password Flow Disabled\"); re-enable it or move to jwt_bearer or client_credentials."
 		}
 		return "Check the username and password."
-	case oe.Code == "invalid_grant" && strings.Contains(desc, "expired access/refresh token"):
-		return "The refresh token is expired, revoked or rotated out (with rotation, every refresh returns a new one and " +
-			"reusing an old one kills the chain): re-authorize to get a new refresh token and update grant.refresh_token."
-	case oe.Code == "invalid_grant" && strings.Contains(desc, "audience"):
-		return "grant.audience must be https://login.salesforce.com for production, https://test.salesforce.com for sandboxes, or the Experience Cloud URL."
-	case oe.Code == "invalid_grant" && strings.Contains(desc, "approved"):
-		return "Pre-authorize the user for the connected app: set Permitted Users to \"Admin approved users are pre-authorized\" " +
-			"and add the user's profile or permission set."
-	case oe.Code == "invalid_grant" && strings.Contains(desc, "client credentials user"):
-		return "Set a Run As user in the connected app's Client Credentials Flow settings."
-	case oe.Code == "invalid_grant" && strings.Contains(desc, "inactive"):
-		return "The user is frozen or deactivated; reactivate it or configure another integration user."
-	case oe.Code == "invalid_grant" && strings.Contains(desc, "ip restricted"):
-		return "The login is refused by an IP restriction: relax the connected app's IP Relaxation setting or allow this host's address."
-	case oe.Code == "invalid_grant" && t.Grant.Type == GrantJWTBearer:
+	}},
+	{code: "invalid_grant", desc: "invalid user credentials", fix: always("The user's credentials were refused: check " +
+		"grant.username and the password (Salesforce: the password followed by the user's security token; a password " +
+		"reset issues a new security token). Login History shows the reason.")},
+	{code: "invalid_grant", desc: "ip restricted", fix: always(fixIPRestricted)},
+	{code: "invalid_grant", desc: "inactive", fix: always(fixUserInactive)},
+	{code: "invalid_grant", desc: "expired access/refresh token", fix: always("The refresh token is expired, revoked or " +
+		"rotated out: the connected app's Refresh Token Policy (expire after a time, or when unused for a period) ended it, " +
+		"someone revoked it (Connected Apps OAuth Usage, or the user's Approved Applications), or with rotation an older " +
+		"one was used again. Re-authorize to get a new refresh token, update grant.refresh_token, and set " +
+		"grant.refresh_token_policy to be warned before the policy ends the next one.")},
+	{code: "invalid_grant", desc: "audience", fix: always(fixAudience)},
+	{code: "invalid_grant", desc: "approved", fix: always("Pre-authorize the user for the connected app: in the app's " +
+		"Manage > Edit Policies set Permitted Users to \"Admin approved users are pre-authorized\", then add the user's " +
+		"profile or a permission set of the user under Profiles or Permission Sets.")},
+	{code: "invalid_grant", desc: "not supported on this domain", fix: always("This flow (client credentials) is not " +
+		"served on login.salesforce.com or test.salesforce.com: set url to the org's My Domain URL " +
+		"(https://MYDOMAIN.my.salesforce.com, a sandbox https://MYDOMAIN--SANDBOX.sandbox.my.salesforce.com), as shown " +
+		"in Setup > My Domain.")},
+	{code: "invalid_grant", desc: "client credentials user", fix: always("Set a Run As user in the connected app's Client " +
+		"Credentials Flow settings (Manage > Edit Policies > Client Credentials Flow), an active user with API Enabled.")},
+	{code: "invalid_grant", desc: "invalid assertion", fix: always("Salesforce refused the assertion: the certificate " +
+		"uploaded to the connected app (Use digital signatures) must match grant.private_key_file (grant.certificate_file " +
+		"lets tokenwatch check the pair); iss is client.id (the consumer key), sub grant.username; also check this host's clock.")},
+	{code: "invalid_grant", fix: func(t Target) string {
+		if t.Grant.Type != GrantJWTBearer {
+			return ""
+		}
 		return "Check the assertion: iss is client.id (the consumer key), sub the username, aud grant.audience, and that the " +
 			"certificate uploaded to the app matches grant.private_key_file; also check this host's clock."
-	case oe.Code == "unsupported_grant_type" || oe.Code == "unauthorized_client":
-		return "The server does not allow this grant type for this client: enable it for the client (or connected app)."
-	case oe.Code == "invalid_scope":
-		return "Request only scopes the client may have (grant.scope)."
-	case oe.Code == "invalid_request":
-		return "The server found the request malformed; check grant and client settings against the server's documentation."
-	}
-	return ""
+	}},
+	{code: "unsupported_grant_type", fix: func(t Target) string {
+		if t.Provider == ProviderSalesforce {
+			return "The connected app does not allow this flow (grant.type " + t.Grant.Type + "): enable it in the app's " +
+				"OAuth settings (Enable Client Credentials Flow; the JWT bearer flow needs Use digital signatures; the " +
+				"username-password flow must not be blocked in Setup > OAuth and OpenID Connect Settings)."
+		}
+		return "The server does not allow grant.type " + t.Grant.Type + " for this client: enable it for the client."
+	}},
+	{code: "unauthorized_client", fix: always("The server does not allow this grant type for this client: enable it for the client (or connected app).")},
+	{code: "invalid_scope", fix: always("Request only scopes the client may have (grant.scope).")},
+	{code: "invalid_request", fix: always("The server found the request malformed; check grant and client settings against the server's documentation.")},
 }

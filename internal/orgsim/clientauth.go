@@ -32,11 +32,16 @@ func errInvalidGrant(description string) *oauthError {
 	return errBadRequest("invalid_grant", description)
 }
 
-// Salesforce's error descriptions. Those marked unverified are not in
-// Salesforce's documentation; they are plausible and stable for tests.
+// Salesforce's error descriptions, as its token endpoint sends them
+// (docs/salesforce.md lists each with its source). Those marked unverified
+// are not in Salesforce's documentation or public reports; they are
+// plausible and stable for tests.
 const (
 	descAuthFailure        = "authentication failure"
 	descInactiveUser       = "inactive user"
+	descInactiveOrg        = "inactive organization" // unverified: the code inactive_org is in Salesforce's older table
+	descIPRestricted       = "IP restricted or invalid login hours"
+	descNotOnThisDomain    = "request not supported on this domain"
 	descExpiredRefresh     = "expired access/refresh token"
 	descAudience           = "Audience validation failed"
 	descNotApproved        = "user hasn't approved this consumer"
@@ -48,7 +53,7 @@ const (
 	descAssertionTooLong   = "assertion expiry too far in the future" // unverified
 	descGrantNotSupported  = "grant type not supported"
 	descMustPost           = "must use HTTP POST"
-	descLoginRateExceeded  = "LOGIN_RATE_EXCEEDED"
+	descLoginRateExceeded  = "login rate exceeded"
 	descMultipleClientAuth = "more than one client authentication method" // unverified
 )
 
@@ -83,8 +88,11 @@ func parseForm(w http.ResponseWriter, r *http.Request) (url.Values, *oauthError)
 	return r.PostForm, nil
 }
 
+// secretEqual compares a presented secret with the app's. An empty secret
+// never matches, even an app's empty one: Salesforce authenticates a
+// confidential client only by its consumer secret.
 func secretEqual(got, want string) bool {
-	return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 }
 
 // authenticateClient identifies and authenticates the calling app by HTTP

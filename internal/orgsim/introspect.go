@@ -34,6 +34,14 @@ func (o *Org) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, oerr)
 		return
 	}
+	_, _, basic := r.BasicAuth()
+	if !basic && !form.Has("client_assertion") && form.Get("client_secret") == "" {
+		// Salesforce authenticates the introspecting app by its consumer key
+		// and secret: a client_id alone, as a JWT-bearer setup without a
+		// secret would send, is refused.
+		writeOAuthError(w, &oauthError{status: http.StatusUnauthorized, code: "invalid_client", description: descClientCredentials})
+		return
+	}
 	caller, oerr := o.authenticateClient(r, form, o.clientAudiences(r))
 	if oerr != nil {
 		if oerr.code == "invalid_client" || oerr.code == "invalid_client_id" {

@@ -133,33 +133,44 @@ func TestIntrospectionRequestErrors(t *testing.T) {
 	})
 }
 
+// TestSlidingSessionTimeout: Salesforce records activity only once half
+// the session timeout has passed since the activity last recorded; a call
+// in the first half moves nothing, and introspection never does.
 func TestSlidingSessionTimeout(t *testing.T) {
 	e := newEnv(t, orgsim.Options{})
 	e.org.SetSessionTimeout(ccID, 15*time.Minute)
 	tok := e.ccToken()
 	exp := func() time.Time { return time.Unix(e.introspectActive(ccID, ccSecret, tok).Exp, 0) }
+	use := func() {
+		t.Helper()
+		if r := e.get("/services/data/v62.0/limits", tok); r.status != http.StatusOK {
+			t.Fatalf("REST call: %s", r.describe())
+		}
+	}
 
 	if got, want := exp(), epoch.Add(15*time.Minute); !got.Equal(want) {
 		t.Fatalf("fresh token: exp %v, want %v", got, want)
 	}
-	e.clock.Advance(10 * time.Minute)
+	e.clock.Advance(5 * time.Minute)
+	use()
+	if got, want := exp(), epoch.Add(15*time.Minute); !got.Equal(want) {
+		t.Fatalf("a call 5m into a 15m session moved exp to %v; within the first half it must not", got)
+	}
+	e.clock.Advance(5 * time.Minute)
 	if got, want := exp(), epoch.Add(15*time.Minute); !got.Equal(want) {
 		t.Fatalf("introspection moved exp to %v; it must not count as activity", got)
 	}
-	if r := e.get("/services/oauth2/userinfo", tok); r.status != http.StatusOK {
-		t.Fatalf("userinfo: %s", r.describe())
-	}
+	use() // 10m: past half the timeout since the issue
 	if got, want := exp(), epoch.Add(25*time.Minute); !got.Equal(want) {
-		t.Fatalf("after a userinfo call: exp %v, want %v", got, want)
+		t.Fatalf("after a call past half the timeout: exp %v, want %v", got, want)
 	}
-	e.clock.Advance(10 * time.Minute)
-	if r := e.get("/services/data/v62.0/limits", tok); r.status != http.StatusOK {
-		t.Fatalf("limits: %s", r.describe())
+	e.clock.Advance(7 * time.Minute)
+	use() // 7m after the last recorded activity: not recorded
+	if got, want := exp(), epoch.Add(25*time.Minute); !got.Equal(want) {
+		t.Fatalf("a call 7m after the recorded activity moved exp to %v", got)
 	}
-	if got, want := exp(), epoch.Add(35*time.Minute); !got.Equal(want) {
-		t.Fatalf("after a REST call: exp %v, want %v", got, want)
-	}
-	e.clock.Advance(15*time.Minute + time.Second)
+	// The session ends 15m after the recorded activity, 8m after the last use.
+	e.clock.Advance(8*time.Minute + time.Second)
 	if r := e.introspect(ccID, ccSecret, tok); string(r.body) != `{"active":false}` {
 		t.Errorf("timed-out token introspects as %s", r.body)
 	}

@@ -10,9 +10,21 @@
 //     an app with "Introspect All Tokens", as token_type "sid" with null scope
 //     and client_id; everyone else gets {"active":false}.
 //   - Sessions time out after inactivity. A resource call (userinfo, the
-//     identity URL, /services/data/...) with a live token pushes the timeout
-//     forward at once; introspection does not. The timeout is fixed when the
-//     token is issued: changing an app's timeout affects new tokens only.
+//     identity URL, /services/data/...) with a live token records activity,
+//     but, as Salesforce does, only once half the timeout has passed since
+//     the activity last recorded: a call in the first half moves nothing.
+//     Introspection records nothing. The timeout is fixed when the token is
+//     issued: changing an app's timeout affects new tokens only.
+//   - The token endpoint answers with Salesforce's own error texts: a login
+//     beyond LoginRateLimit is invalid_grant "login rate exceeded"; client
+//     credentials at login.salesforce.com (Options.LoginHost) is invalid_grant
+//     "request not supported on this domain"; a sandbox (Options.Sandbox)
+//     refuses the production audience.
+//   - Introspection needs the caller's consumer secret (or a client
+//     assertion): a client_id alone is refused with 401.
+//   - userinfo refuses (403) a token whose scope grants no access to the
+//     identity service (none of id, openid, profile, email, address, phone,
+//     full); /services/data/ accepts any live token, api being enough.
 //   - Token responses never carry expires_in; issued_at is a string of epoch
 //     milliseconds; signature is Base64(HMAC-SHA256(id + issued_at, secret)).
 //   - userinfo with a dead token answers 401, WWW-Authenticate
@@ -71,6 +83,14 @@ type Options struct {
 	IdentityHost string
 	// PasswordFlowBlocked mimics orgs created after Summer '23: password grant -> invalid_grant "authentication failure".
 	PasswordFlowBlocked bool
+	// Sandbox makes the org a sandbox: jwt_bearer assertions must name
+	// https://test.salesforce.com (or the org's own URL) as aud, and
+	// https://login.salesforce.com is refused, as a sandbox does.
+	Sandbox bool
+	// LoginHost makes the org answer as login.salesforce.com or
+	// test.salesforce.com do rather than as a My Domain: the client
+	// credentials flow is refused with "request not supported on this domain".
+	LoginHost bool
 	// LoginRateLimit: max token requests per user per hour (0 = unlimited); beyond it answer rate-limited.
 	// The hour is a fixed window starting at the user's first counted request.
 	LoginRateLimit int
@@ -101,6 +121,16 @@ type App struct {
 	Scope string
 	// Public apps need no client secret (auth method none).
 	Public bool
+	// RefreshTokenPolicy is the app's refresh token policy; the zero value
+	// is "valid until revoked".
+	RefreshTokenPolicy RefreshTokenPolicy
+}
+
+// RefreshTokenPolicy is a connected app's Refresh Token Policy: a refresh
+// token dies a fixed time after it was issued, or after a period without
+// use. Zero durations do not apply.
+type RefreshTokenPolicy struct {
+	ExpireAfter, ExpireIfUnused time.Duration
 }
 
 // User is an org user. The password grant expects Password followed by SecurityToken.
@@ -108,6 +138,9 @@ type User struct {
 	Username, Password, SecurityToken string
 	// Frozen users cannot obtain tokens ("inactive user").
 	Frozen bool
+	// IPRestricted refuses the user's logins as a profile's login IP
+	// ranges or login hours do ("IP restricted or invalid login hours").
+	IPRestricted bool
 }
 
 // Org is one simulated Salesforce org (one My Domain). It is safe for
@@ -124,6 +157,8 @@ type Org struct {
 	// dataCalls feeds the Remaining figure of /limits.
 	dataCalls       atomic.Int64
 	passwordBlocked atomic.Bool
+	// inactive marks the org locked, closed or suspended (SetInactive).
+	inactive atomic.Bool
 	// done is closed by Close so that injected latency does not hold it up.
 	done chan struct{}
 	url  atomic.Pointer[string]
@@ -328,6 +363,10 @@ func (o *Org) SetSessionTimeout(clientID string, d time.Duration) {
 		a.SessionTimeout = d
 	}
 }
+
+// SetInactive locks (or unlocks) the whole org, as a suspended or closed
+// org is: every token request answers inactive_org.
+func (o *Org) SetInactive(inactive bool) { o.inactive.Store(inactive) }
 
 // SetPasswordFlowBlocked changes Options.PasswordFlowBlocked at run time,
 // as an admin would in Setup.

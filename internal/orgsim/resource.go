@@ -3,6 +3,7 @@ package orgsim
 import (
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -25,10 +26,31 @@ func (o *Org) touch(tok string) (token, bool) {
 	if t == nil || t.refresh || !t.live(now) {
 		return token{}, false
 	}
-	if now.After(t.lastActivity) {
+	// Salesforce records activity only once half the timeout has passed
+	// since the activity last recorded, so a session used all the time
+	// still ends between half the timeout and the timeout after a use.
+	if now.Sub(t.lastActivity) >= t.timeout/2 {
 		t.lastActivity = now
 	}
 	return *t, true
+}
+
+// identityScopes grant access to the identity service (userinfo and the
+// identity URL); "full" grants everything.
+var identityScopes = []string{"id", "openid", "profile", "email", "address", "phone", "full"}
+
+// mayReadIdentity reports whether a token's scope reaches the identity
+// service. Session ids (password grant) carry no scope and reach everything.
+func mayReadIdentity(scope string) bool {
+	if scope == "" {
+		return true
+	}
+	for _, s := range strings.Fields(scope) {
+		if slices.Contains(identityScopes, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func allowGetPost(w http.ResponseWriter, r *http.Request) bool {
@@ -89,6 +111,13 @@ func (o *Org) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="salesforce", error="invalid_token", error_description="The access token provided is expired, revoked, malformed, or invalid for other reasons."`)
 		writeText(w, http.StatusUnauthorized, "Bad_OAuth_Token")
+		return
+	}
+	if !mayReadIdentity(t.scope) {
+		// A live token whose scope (api, refresh_token) does not reach the
+		// identity service: refused, though the token works for the REST
+		// API. The body is unverified; reports show the 403.
+		writeText(w, http.StatusForbidden, "Forbidden")
 		return
 	}
 	base := o.baseURL(r)
@@ -209,8 +238,13 @@ func (o *Org) serveIdentity(w http.ResponseWriter, r *http.Request) {
 	if !allowGetPost(w, r) {
 		return
 	}
-	if _, ok := o.touch(bearerToken(r)); !ok {
+	t, ok := o.touch(bearerToken(r))
+	if !ok {
 		writeText(w, http.StatusForbidden, "Bad_OAuth_Token\n")
+		return
+	}
+	if !mayReadIdentity(t.scope) {
+		writeText(w, http.StatusForbidden, "Forbidden")
 		return
 	}
 	orgID, userID := r.PathValue("org"), r.PathValue("user")

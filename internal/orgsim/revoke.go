@@ -2,6 +2,7 @@ package orgsim
 
 import (
 	"net/http"
+	"strings"
 )
 
 // serveRevoke revokes an access or refresh token. Salesforce requires no
@@ -41,8 +42,20 @@ func (o *Org) serveRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	o.mu.Unlock()
 	if !live {
+		if !ok && !o.tokenShaped(tok) {
+			// A string that is no session id or refresh token of this org:
+			// Salesforce names the token type unsupported.
+			writeOAuthError(w, errBadRequest("unsupported_token_type", "this token type is not supported"))
+			return
+		}
 		writeOAuthError(w, errBadRequest("invalid_token", ""))
 		return
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// tokenShaped reports whether tok looks like one of the org's session ids
+// ("<org id>!...") or refresh tokens ("5Aep...").
+func (o *Org) tokenShaped(tok string) bool {
+	return strings.HasPrefix(tok, o.orgID15+"!") || strings.HasPrefix(tok, "5Aep")
 }

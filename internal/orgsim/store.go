@@ -37,12 +37,26 @@ type token struct {
 	revokedAt time.Time
 	// retired refresh tokens were rotated out; presenting one kills the chain.
 	retired bool
+	// policy is the app's refresh token policy when the refresh token was
+	// issued, and lastUsed the last refresh made with it.
+	policy   RefreshTokenPolicy
+	lastUsed time.Time
 }
 
-// expiry is the session's current exp; zero for refresh tokens, which live until revoked.
+// expiry is the session's current exp; for a refresh token, when its
+// app's refresh token policy ends it (zero: valid until revoked).
 func (t *token) expiry() time.Time {
 	if t.refresh {
-		return time.Time{}
+		var exp time.Time
+		if d := t.policy.ExpireAfter; d > 0 {
+			exp = t.issued.Add(d)
+		}
+		if d := t.policy.ExpireIfUnused; d > 0 {
+			if unused := t.lastUsed.Add(d); exp.IsZero() || unused.Before(exp) {
+				exp = unused
+			}
+		}
+		return exp
 	}
 	return t.lastActivity.Add(t.timeout)
 }
@@ -124,6 +138,7 @@ func (o *Org) newRefreshLocked(now time.Time, app *App, u *user, family string) 
 	o.tokens[id] = &token{
 		refresh: true, grant: "refresh_token", clientID: app.ClientID, username: u.Username, userID: u.id,
 		scope: o.scopeOf(app), issued: now, lastActivity: now, family: family,
+		policy: app.RefreshTokenPolicy, lastUsed: now,
 	}
 	return id
 }

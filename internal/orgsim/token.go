@@ -57,6 +57,10 @@ func (o *Org) serveToken(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, oerr)
 		return
 	}
+	if o.inactive.Load() {
+		writeOAuthError(w, errBadRequest("inactive_org", descInactiveOrg))
+		return
+	}
 	var got *issued
 	switch form.Get("grant_type") {
 	case grantTypePassword:
@@ -100,8 +104,10 @@ func sign(secret, id, issuedAt string) string {
 	return base64.StdEncoding.EncodeToString(m.Sum(nil))
 }
 
+// errRateLimited is Salesforce's answer beyond 3,600 logins per user per
+// hour: a plain invalid_grant; only Login History says LOGIN_RATE_EXCEEDED.
 func errRateLimited() *oauthError {
-	return errBadRequest("rate_limit_exceeded", descLoginRateExceeded)
+	return errInvalidGrant(descLoginRateExceeded)
 }
 
 func (o *Org) grantPassword(r *http.Request, form url.Values) (*issued, *oauthError) {
@@ -133,6 +139,9 @@ func (o *Org) grantPassword(r *http.Request, form url.Values) (*issued, *oauthEr
 	if u.Frozen {
 		return nil, errInvalidGrant(descInactiveUser)
 	}
+	if u.IPRestricted {
+		return nil, errInvalidGrant(descIPRestricted)
+	}
 	at := o.newAccessLocked(now, &app, u, passwordGrant, "")
 	return &issued{app: app, access: at, userID: u.id, at: now, signed: true}, nil
 }
@@ -141,6 +150,10 @@ func (o *Org) grantClientCredentials(r *http.Request, form url.Values) (*issued,
 	app, oerr := o.authenticateClient(r, form, o.clientAudiences(r))
 	if oerr != nil {
 		return nil, oerr
+	}
+	if o.opts.LoginHost {
+		// Client credentials needs the org's My Domain, which names the org.
+		return nil, errInvalidGrant(descNotOnThisDomain)
 	}
 	now := o.clock()
 	o.mu.Lock()
@@ -154,6 +167,9 @@ func (o *Org) grantClientCredentials(r *http.Request, form url.Values) (*issued,
 	}
 	if u.Frozen {
 		return nil, errInvalidGrant(descInactiveUser)
+	}
+	if u.IPRestricted {
+		return nil, errInvalidGrant(descIPRestricted)
 	}
 	at := o.newAccessLocked(now, &app, u, grantTypeClientCredentials, "")
 	return &issued{app: app, access: at, userID: u.id, scope: o.scopeOf(&app), at: now, signed: true}, nil
@@ -177,7 +193,11 @@ func (o *Org) grantJWTBearer(r *http.Request, form url.Values) (*issued, *oauthE
 	if err := a.verify(app.CertificateKey); err != nil {
 		return nil, errInvalidGrant(descInvalidAssertion)
 	}
-	if !a.claims.Aud.any(audienceLogin, audienceTest, o.baseURL(r)) {
+	audience := audienceLogin
+	if o.opts.Sandbox {
+		audience = audienceTest
+	}
+	if !a.claims.Aud.any(audience, o.baseURL(r)) {
 		return nil, errInvalidGrant(descAudience)
 	}
 	now := o.clock()
@@ -208,6 +228,9 @@ func (o *Org) grantJWTBearer(r *http.Request, form url.Values) (*issued, *oauthE
 	}
 	if u.Frozen {
 		return nil, errInvalidGrant(descInactiveUser)
+	}
+	if u.IPRestricted {
+		return nil, errInvalidGrant(descIPRestricted)
 	}
 	if !slices.Contains(app.PreApproved, username) {
 		return nil, errInvalidGrant(descNotApproved)
@@ -247,6 +270,10 @@ func (o *Org) grantRefreshToken(r *http.Request, form url.Values) (*issued, *oau
 	if u.Frozen {
 		return nil, errInvalidGrant(descInactiveUser)
 	}
+	if u.IPRestricted {
+		return nil, errInvalidGrant(descIPRestricted)
+	}
+	t.lastUsed = now
 	got := &issued{app: app, userID: u.id, scope: t.scope, at: now, signed: true}
 	got.access = o.newAccessLocked(now, &app, u, grantTypeRefreshToken, t.family)
 	if app.RefreshTokenRotation {

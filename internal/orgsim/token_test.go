@@ -121,7 +121,9 @@ func TestLoginRateLimit(t *testing.T) {
 	e.passwordToken(webID, webSecret)
 	e.passwordToken(webID, webSecret)
 	r := e.post("/services/oauth2/token", passwordForm(webID, webSecret))
-	wantOAuthError(t, r, 400, "rate_limit_exceeded", "LOGIN_RATE_EXCEEDED")
+	// Salesforce's own answer: a plain invalid_grant; LOGIN_RATE_EXCEEDED is
+	// only what Login History shows.
+	wantOAuthError(t, r, 400, "invalid_grant", "login rate exceeded")
 
 	e.clock.Advance(time.Hour)
 	e.passwordToken(webID, webSecret) // a new hour, a new allowance
@@ -206,9 +208,9 @@ func TestJWTBearerGrant(t *testing.T) {
 		code, desc string
 	}{
 		{name: "valid", assertion: func(*env) string { return signJWT(t, key, claims(nil)) }},
-		{name: "test.salesforce.com audience", assertion: func(*env) string {
+		{name: "test.salesforce.com audience at production", assertion: func(*env) string {
 			return signJWT(t, key, claims(func(c map[string]any) { c["aud"] = "https://test.salesforce.com" }))
-		}},
+		}, code: "invalid_grant", desc: "Audience validation failed"},
 		{name: "org URL audience", assertion: func(e *env) string {
 			return signJWT(t, key, claims(func(c map[string]any) { c["aud"] = []string{e.org.URL()} }))
 		}},
@@ -353,7 +355,7 @@ func TestRefreshTokenGrant(t *testing.T) {
 			t.Error("signature does not verify")
 		}
 		second := decode(t, refresh(e, "3MVG9rot", "rot", first.RefreshToken))
-		if e.get("/services/oauth2/userinfo", second.AccessToken).status != http.StatusOK {
+		if e.get("/services/data/v62.0/limits", second.AccessToken).status != http.StatusOK {
 			t.Fatal("access token from the refresh does not work")
 		}
 		wantOAuthError(t, refresh(e, "3MVG9rot", "rot", rt0), 400, "invalid_grant", "expired access/refresh token")

@@ -1,0 +1,130 @@
+package checks
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+)
+
+// LimitsAPIVersion is the REST API version of the limits probe; any recent
+// version serves /limits.
+const LimitsAPIVersion = "v62.0"
+
+// identityScopes reach Salesforce's identity service (userinfo and the
+// identity URL); "full" reaches everything. A token with none of them,
+// such as one with only api and refresh_token, is refused by userinfo
+// though it works.
+var identityScopes = []string{"id", "openid", "profile", "email", "address", "phone", "full"}
+
+// reachesIdentity reports whether a token's scope reaches userinfo. An
+// unknown (empty) scope is taken to: password-grant session ids carry none
+// and reach everything.
+func reachesIdentity(scope string) bool {
+	if scope == "" {
+		return true
+	}
+	for _, s := range strings.Fields(scope) {
+		if slices.Contains(identityScopes, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// APIRequests is the org's daily API request allowance, as the REST API's
+// /limits answered it (DailyApiRequests).
+type APIRequests struct {
+	Max       int64 `json:"max"`
+	Remaining int64 `json:"remaining"`
+}
+
+// limitsURL is the URL of the REST API's limits resource when a Salesforce
+// org's second witness must be the REST API rather than userinfo: the
+// token's scope does not reach the identity service. "" otherwise.
+func (c *Checker) limitsURL(r *run) string {
+	t := &c.target
+	if t.Provider != ProviderSalesforce || reachesIdentity(r.res.Token.Scope) {
+		return ""
+	}
+	base := r.res.Token.InstanceURL
+	if base == "" {
+		base = t.URL
+	}
+	if base == "" {
+		return ""
+	}
+	return strings.TrimRight(base, "/") + "/services/data/" + LimitsAPIVersion + "/limits"
+}
+
+// probeLimits calls GET {instance_url}/services/data/vNN.N/limits with the
+// token, which needs only the api scope, and reads it as the second
+// witness: 200 the token works, 401 (INVALID_SESSION_ID) it is dead, 403
+// the token is known but refused this call (API not enabled for the user
+// or org), REQUEST_LIMIT_EXCEEDED tells nothing. From a 200 it keeps the
+// DailyApiRequests allowance.
+func (c *Checker) probeLimits(ctx context.Context, r *run, token, target string) probeResult {
+	rq := request{step: StepProbe, method: http.MethodGet, url: target,
+		header: http.Header{"Authorization": {"Bearer " + token}},
+		sent:   []string{"Authorization: Bearer (the token): the REST API, as the token's scope " + scopeWords(r.res.Token.Scope) + " does not reach userinfo"}, credentials: true}
+	resp, sr, err := c.do(ctx, rq)
+	step := r.add(sr)
+	if err != nil {
+		return probeResult{*step, witnessInconclusive}
+	}
+	if e := classifyHTTP(resp); e != nil {
+		step.Outcome, step.Detail = e.outcome, e.detail
+		return probeResult{*step, witnessInconclusive}
+	}
+	if resp.status >= 400 {
+		w := judgeRefusal(resp)
+		if w == witnessRefused && resp.status == http.StatusForbidden {
+			// The REST API answers a dead session 401; a 403 is about this
+			// call (API_DISABLED_FOR_ORG, INSUFFICIENT_ACCESS): the token is known.
+			w = witnessForbidden
+		}
+		step.Detail = fmt.Sprintf("answered %d", resp.status) + rejection(resp)
+		switch w {
+		case witnessInconclusive:
+			step.Outcome = OutcomeUnexpectedStatus
+			if oe := resp.oauthError(); oe != nil && strings.Contains(strings.ToUpper(oe.Code), "LIMIT_EXCEEDED") {
+				step.Outcome = OutcomeRateLimited
+			}
+		default:
+			step.Outcome = OutcomeResourceRejected
+		}
+		return probeResult{*step, w}
+	}
+	step.Detail = fmt.Sprintf("answered %d: the token works", resp.status)
+	if a, ok := parseLimits(resp.body); ok {
+		r.res.APIRequests = &a
+		step.Detail += fmt.Sprintf(" (DailyApiRequests: %d of %d remaining)", a.Remaining, a.Max)
+	} else {
+		step.Detail += " (no DailyApiRequests in the answer)"
+	}
+	return probeResult{*step, witnessAccepted}
+}
+
+// parseLimits reads DailyApiRequests from a /limits answer.
+func parseLimits(body []byte) (APIRequests, bool) {
+	var v struct {
+		Daily *struct {
+			Max       *int64 `json:"Max"`
+			Remaining *int64 `json:"Remaining"`
+		} `json:"DailyApiRequests"`
+	}
+	if json.Unmarshal(body, &v) != nil || v.Daily == nil || v.Daily.Max == nil || v.Daily.Remaining == nil ||
+		*v.Daily.Max < 0 || *v.Daily.Remaining < 0 {
+		return APIRequests{}, false
+	}
+	return APIRequests{Max: *v.Daily.Max, Remaining: *v.Daily.Remaining}, true
+}
+
+func scopeWords(scope string) string {
+	if scope == "" {
+		return "(none)"
+	}
+	return "\"" + scope + "\""
+}

@@ -1,0 +1,239 @@
+package checks_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokenwatch/tokenwatch/checks"
+	"github.com/tokenwatch/tokenwatch/internal/orgsim"
+)
+
+// TestSalesforceTokenErrors: every error text a Salesforce admin meets at
+// the token endpoint, as Salesforce sends it, gets its own outcome and a fix
+// that names what to change. Where orgsim produces the answer by itself the
+// case sets the org up; the older codes that only some orgs still send are
+// answered verbatim (docs/salesforce.md lists each with its source).
+func TestSalesforceTokenErrors(t *testing.T) {
+	body := func(code, desc string) orgsim.Fault {
+		return orgsim.Fault{Status: 400, Body: `{"error":"` + code + `","error_description":"` + desc + `"}`}
+	}
+	cases := []struct {
+		name  string
+		opts  orgsim.Options
+		setup func(*testing.T, *world, *checks.Target)
+		fault *orgsim.Fault
+		kind  string
+		want  checks.Outcome
+		// fix holds words the fix must contain.
+		fix []string
+	}{
+		{name: "login rate exceeded", opts: orgsim.Options{LoginRateLimit: 1}, kind: "client_credentials",
+			setup: func(t *testing.T, w *world, tg *checks.Target) { w.check(t, *tg) },
+			want:  checks.OutcomeRateLimited, fix: []string{"3,600", "token_mode: reuse"}},
+		{name: "inactive_user", kind: "client_credentials", fault: ptr(body("inactive_user", "inactive user")),
+			want: checks.OutcomeGrantRejected, fix: []string{"deactivated", "Setup > Users"}},
+		{name: "invalid_grant inactive user", kind: "password",
+			setup: func(_ *testing.T, w *world, _ *checks.Target) { w.org.SetFrozen("user@example.com", true) },
+			want:  checks.OutcomeGrantRejected, fix: []string{"frozen", "Setup > Users"}},
+		{name: "inactive_org", kind: "password", setup: func(_ *testing.T, w *world, _ *checks.Target) { w.org.SetInactive(true) },
+			want: checks.OutcomeGrantRejected, fix: []string{"locked", "suspended"}},
+		{name: "invalid_client_id", kind: "password", setup: func(_ *testing.T, _ *world, tg *checks.Target) { tg.Client.ID = "nobody" },
+			want: checks.OutcomeClientRejected, fix: []string{"consumer key", "sandbox"}},
+		{name: "invalid_client_credentials", kind: "password", fault: ptr(body("invalid_client_credentials", "client secret invalid")),
+			want: checks.OutcomeClientRejected, fix: []string{"consumer secret", "client.secret"}},
+		{name: "invalid_client", kind: "password", setup: func(_ *testing.T, _ *world, tg *checks.Target) { tg.Client.Secret = "CANARY-wrong-secret" },
+			want: checks.OutcomeClientRejected, fix: []string{"consumer secret"}},
+		{name: "authentication failure", kind: "password", setup: func(_ *testing.T, _ *world, tg *checks.Target) { tg.Grant.Password = "CANARY-wrong-password" },
+			want: checks.OutcomeGrantRejected, fix: []string{"security token", "Summer '23"}},
+		{name: "invalid user credentials", kind: "password", fault: ptr(body("invalid_grant", "invalid user credentials")),
+			want: checks.OutcomeGrantRejected, fix: []string{"grant.username", "security token"}},
+		{name: "IP restricted or invalid login hours", kind: "password",
+			setup: func(_ *testing.T, w *world, _ *checks.Target) {
+				w.org.AddUser(orgsim.User{Username: "user@example.com", Password: userPassword, SecurityToken: userSecToken, IPRestricted: true})
+			},
+			want: checks.OutcomeGrantRejected, fix: []string{"Login IP Ranges", "Login Hours", "IP Relaxation"}},
+		{name: "user hasn't approved this consumer", kind: "jwt_bearer",
+			setup: func(_ *testing.T, _ *world, tg *checks.Target) { tg.Grant.Username = "user@example.com" },
+			want:  checks.OutcomeGrantRejected, fix: []string{"Admin approved users are pre-authorized", "permission set"}},
+		{name: "expired access/refresh token", kind: "refresh_token",
+			setup: func(_ *testing.T, _ *world, tg *checks.Target) { tg.Grant.RefreshToken = "5Aep861CANARY-unknown" },
+			want:  checks.OutcomeGrantRejected, fix: []string{"Refresh Token Policy", "Re-authorize"}},
+		{name: "Audience validation failed", kind: "jwt_bearer",
+			setup: func(_ *testing.T, _ *world, tg *checks.Target) { tg.Grant.Audience = "https://test.salesforce.com" },
+			want:  checks.OutcomeGrantRejected, fix: []string{"grant.audience", "https://test.salesforce.com", "sandbox"}},
+		{name: "audience is invalid", kind: "jwt_bearer", fault: ptr(body("invalid_grant", "audience is invalid")),
+			want: checks.OutcomeGrantRejected, fix: []string{"grant.audience", "https://test.salesforce.com"}},
+		{name: "invalid assertion", kind: "jwt_bearer",
+			setup: func(_ *testing.T, w *world, tg *checks.Target) { tg.Grant.PrivateKey = otherKey() },
+			want:  checks.OutcomeGrantRejected, fix: []string{"certificate", "grant.private_key_file"}},
+		{name: "request not supported on this domain", opts: orgsim.Options{LoginHost: true}, kind: "client_credentials",
+			want: checks.OutcomeGrantRejected, fix: []string{"My Domain", "login.salesforce.com"}},
+		{name: "no client credentials user enabled", kind: "client_credentials",
+			setup: func(_ *testing.T, w *world, tg *checks.Target) {
+				w.org.AddApp(orgsim.App{ClientID: "cc-app", ClientSecret: ccSecret})
+			},
+			want: checks.OutcomeGrantRejected, fix: []string{"Run As", "Client Credentials Flow"}},
+		{name: "unsupported_grant_type", kind: "client_credentials", fault: ptr(body("unsupported_grant_type", "grant type not supported")),
+			want: checks.OutcomeGrantRejected, fix: []string{"grant.type", "connected app"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, tc.opts)
+			tg := w.target(tc.kind)
+			if tc.setup != nil {
+				tc.setup(t, w, &tg)
+			}
+			if tc.fault != nil {
+				w.org.SetFault(orgsim.EndpointToken, *tc.fault)
+			}
+			res := w.check(t, tg)
+			assertNoCanary(t, res, "CANARY-wrong", "CANARY-unknown")
+			if res.Outcome != tc.want {
+				t.Fatalf("outcome %s, want %s: %s", res.Outcome, tc.want, res.Explanation)
+			}
+			for _, word := range tc.fix {
+				if !strings.Contains(res.Fix, word) {
+					t.Errorf("fix lacks %q: %s", word, res.Fix)
+				}
+			}
+			if strings.HasPrefix(res.Fix, "The grant was refused; see the error description") {
+				t.Errorf("generic fix: %s", res.Fix)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// otherKey is an RSA key no connected app knows.
+var otherKey = sync.OnceValue(func() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return k
+})
+
+// TestLimitsIsTheSecondWitnessOfAnAPIOnlyToken: a token with only the api
+// scope is refused by userinfo (403) though it works; the REST API's
+// /limits is its second witness, and its DailyApiRequests are kept.
+func TestLimitsIsTheSecondWitnessOfAnAPIOnlyToken(t *testing.T) {
+	w := newWorld(t, orgsim.Options{})
+	res := w.check(t, w.target("jwt_bearer")) // jwt-app grants "api" only
+	if res.Outcome != checks.OutcomeOK {
+		t.Fatalf("outcome %s: %s", res.Outcome, res.Explanation)
+	}
+	pr := res.Step(checks.StepProbe)
+	if !strings.HasSuffix(pr.URL, "/services/data/"+checks.LimitsAPIVersion+"/limits") || pr.Status != 200 {
+		t.Fatalf("probe %s %s answered %d, want the REST API's limits", pr.Method, pr.URL, pr.Status)
+	}
+	if a := res.APIRequests; a == nil || a.Max != 15000 || a.Remaining <= 0 || a.Remaining >= a.Max {
+		t.Fatalf("API requests %+v, want Max 15000 and what remains", res.APIRequests)
+	}
+	if w.org.Requests(orgsim.EndpointUserinfo) != 0 {
+		t.Errorf("userinfo was called with a token whose scope does not reach it")
+	}
+
+	t.Run("the seed case with an api-only token", func(t *testing.T) {
+		// Another app introspects without "Introspect All Tokens": inactive,
+		// while the REST API accepts the token: a permission gap, not a dead token.
+		tg := w.target("jwt_bearer")
+		tg.Introspection.Client = &checks.Client{ID: "pw-app", Secret: pwSecret, AuthMethod: checks.AuthClientSecretPost}
+		res := w.check(t, tg)
+		if res.Outcome != checks.OutcomeIntrospectionNotPermitted {
+			t.Fatalf("outcome %s, want introspection_not_permitted: %s", res.Outcome, res.Explanation)
+		}
+	})
+	t.Run("a dead session", func(t *testing.T) {
+		w.org.SetFault(orgsim.EndpointResource, orgsim.Fault{Status: 401,
+			Body: `[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]`})
+		defer w.org.ClearFaults()
+		res := w.check(t, w.target("jwt_bearer"))
+		if res.Outcome != checks.OutcomeResourceRejected || res.APIRequests != nil {
+			t.Fatalf("outcome %s (api requests %+v): %s", res.Outcome, res.APIRequests, res.Explanation)
+		}
+	})
+	t.Run("API not enabled is not a dead token", func(t *testing.T) {
+		w.org.SetFault(orgsim.EndpointResource, orgsim.Fault{Status: 403,
+			Body: `[{"message":"The REST API is not enabled for this Organization.","errorCode":"API_DISABLED_FOR_ORG"}]`})
+		defer w.org.ClearFaults()
+		tg := w.target("jwt_bearer")
+		tg.Introspection.Client = &checks.Client{ID: "pw-app", Secret: pwSecret, AuthMethod: checks.AuthClientSecretPost}
+		res := w.check(t, tg)
+		if res.Outcome != checks.OutcomeIntrospectionNotPermitted {
+			t.Fatalf("outcome %s: %s", res.Outcome, res.Explanation)
+		}
+	})
+}
+
+// TestIntrospectionWithoutASecret: a JWT-bearer org without a consumer
+// secret introspects with its client_id alone, which Salesforce refuses.
+func TestIntrospectionWithoutASecret(t *testing.T) {
+	w := newWorld(t, orgsim.Options{})
+	tg := w.target("jwt_bearer")
+	tg.Introspection.Client = nil
+	res := w.check(t, tg)
+	if res.Outcome != checks.OutcomeIntrospectionUnauthorized {
+		t.Fatalf("outcome %s: %s", res.Outcome, res.Explanation)
+	}
+	for _, word := range []string{"consumer secret", "introspection.client", "client.secret"} {
+		if !strings.Contains(res.Fix, word) {
+			t.Errorf("fix lacks %q: %s", word, res.Fix)
+		}
+	}
+}
+
+// TestRevokeUnsupportedTokenTypeIsANote: Salesforce answers some token
+// kinds 400 unsupported_token_type at revocation; that is noted, not a failure.
+func TestRevokeUnsupportedTokenTypeIsANote(t *testing.T) {
+	w := newWorld(t, orgsim.Options{})
+	w.org.SetFault(orgsim.EndpointRevoke, orgsim.Fault{Status: 400,
+		Body: `{"error":"unsupported_token_type","error_description":"this token type is not supported"}`})
+	res := w.check(t, w.target("client_credentials"))
+	if res.Outcome != checks.OutcomeOK {
+		t.Fatalf("outcome %s: %s", res.Outcome, res.Explanation)
+	}
+	rv := res.Step(checks.StepRevoke)
+	if rv.Outcome != checks.OutcomeOK || !strings.Contains(rv.Detail, "unsupported_token_type") {
+		t.Fatalf("revoke step %+v", rv)
+	}
+	if !strings.Contains(res.Explanation, "unsupported_token_type") {
+		t.Errorf("the healthy explanation does not note the revocation: %s", res.Explanation)
+	}
+}
+
+// TestReuseUnderTheHalfTimeoutRule: Salesforce records a session's activity
+// only past half its timeout, so a kept token used early in its session
+// keeps its first exp. Reaching that exp is a normal end; a session ended
+// by an admin before it is an early end.
+func TestReuseUnderTheHalfTimeoutRule(t *testing.T) {
+	w := newWorld(t, orgsim.Options{})
+	tg := w.target("password_all")
+	tg.TokenMode = checks.TokenModeReuse
+	c := checks.NewChecker(tg, checks.WithClock(w.clock.Now))
+	defer c.Close(context.Background())
+
+	first := c.Check(context.Background())
+	w.clock.Advance(50 * time.Minute)
+	second := c.Check(context.Background())
+	if second.Outcome != checks.OutcomeOK || second.Token.Minted || !second.Token.Expiry.Equal(first.Token.Expiry) {
+		t.Fatalf("second: %s minted=%v exp %s, want the first exp %s", second.Outcome, second.Token.Minted, second.Token.Expiry, first.Token.Expiry)
+	}
+	// No check in the second half of the session: it ends at its first exp.
+	w.clock.Advance(75 * time.Minute)
+	third := c.Check(context.Background())
+	if third.Outcome != checks.OutcomeOK || !third.Token.Minted || !strings.Contains(third.Explanation, "ended at its exp") {
+		t.Fatalf("third: %s minted=%v: %s", third.Outcome, third.Token.Minted, third.Explanation)
+	}
+	w.clock.Advance(20 * time.Minute)
+	w.org.RevokeUserSessions("user@example.com")
+	fourth := c.Check(context.Background())
+	if fourth.Outcome != checks.OutcomeTokenInvalidatedEarly {
+		t.Fatalf("fourth: %s: %s", fourth.Outcome, fourth.Explanation)
+	}
+}
