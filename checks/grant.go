@@ -57,7 +57,7 @@ func (c *Checker) authenticate(rq *request, cl *Client, tokenURL string) error {
 		rq.form.Set("client_id", cl.ID)
 		rq.form.Set("client_assertion_type", clientAssertionTypeJWT)
 		rq.form.Set("client_assertion", assertion)
-		rq.sent = append(rq.sent, "client_id", "client_assertion_type", "client_assertion (RS256 JWT)")
+		rq.sent = append(rq.sent, "client_id", "client_assertion_type", "client_assertion ("+string(signingAlg(cl.PrivateKey))+" JWT)")
 	case AuthTLSClientAuth, AuthNone, "":
 		// The certificate travels in the TLS handshake; a public client only names itself.
 		if cl.ID != "" {
@@ -105,7 +105,7 @@ func (c *Checker) tokenRequest(tokenURL string, refreshToken Secret) (request, e
 		}
 		rq.form.Set("grant_type", grantTypeJWTBearer)
 		rq.form.Set("assertion", assertion)
-		rq.sent = append(rq.sent, "grant_type="+grantTypeJWTBearer, "assertion (RS256 JWT: iss=client id, sub=username, aud="+aud+")")
+		rq.sent = append(rq.sent, "grant_type="+grantTypeJWTBearer, "assertion ("+string(signingAlg(g.PrivateKey))+" JWT: iss=client id, sub=username, aud="+aud+")")
 	case GrantRefreshToken:
 		rq.form.Set("grant_type", "refresh_token")
 		rq.form.Set("refresh_token", refreshToken.Reveal())
@@ -129,22 +129,29 @@ func (c *Checker) tokenRequest(tokenURL string, refreshToken Secret) (request, e
 	return rq, nil
 }
 
-// signJWT signs claims with RS256 (RSA keys) or ES256 (P-256 keys).
-func signJWT(key crypto.Signer, kid string, claims jwt.Claims) (string, error) {
-	var alg jose.SignatureAlgorithm
+// signingAlg is the algorithm a key signs assertions with: RS256 for RSA
+// keys, ES256, ES384 or ES512 for EC keys by their curve; "" for others.
+func signingAlg(key crypto.Signer) jose.SignatureAlgorithm {
 	switch k := key.(type) {
 	case *rsa.PrivateKey:
-		alg = jose.RS256
+		return jose.RS256
 	case *ecdsa.PrivateKey:
 		switch k.Curve.Params().BitSize {
 		case 256:
-			alg = jose.ES256
+			return jose.ES256
 		case 384:
-			alg = jose.ES384
+			return jose.ES384
 		default:
-			alg = jose.ES512
+			return jose.ES512
 		}
-	default:
+	}
+	return ""
+}
+
+// signJWT signs claims with the key's signingAlg.
+func signJWT(key crypto.Signer, kid string, claims jwt.Claims) (string, error) {
+	alg := signingAlg(key)
+	if alg == "" {
 		return "", fmt.Errorf("unsupported key type %T", key)
 	}
 	opts := (&jose.SignerOptions{}).WithType("JWT")

@@ -3,6 +3,7 @@ package checks
 import (
 	"encoding/base64"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -542,7 +543,8 @@ func (r *Redactor) Cut(s string, n int) string {
 }
 
 // Result redacts every text of res: the explanation, the fix, each step's
-// URL and detail, and the token facts a server reported.
+// URL, detail and list of what was sent, and the token facts a server
+// reported.
 func (r *Redactor) Result(res *Result) {
 	if res == nil {
 		return
@@ -555,6 +557,18 @@ func (r *Redactor) Result(res *Result) {
 		st := &res.Steps[i]
 		st.URL = r.Text(st.URL)
 		st.Detail = r.Text(st.Detail)
+		// Sent names parameters, but may quote what a server said (the
+		// token's scope); a list that needs redacting is copied first, as
+		// requests may share theirs.
+		cloned := false
+		for j, s := range st.Sent {
+			if t := r.Text(s); t != s {
+				if !cloned {
+					st.Sent, cloned = slices.Clone(st.Sent), true
+				}
+				st.Sent[j] = t
+			}
+		}
 	}
 }
 
