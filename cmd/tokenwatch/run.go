@@ -140,6 +140,19 @@ func runDaemon(o daemonOptions) int {
 
 	// probeTimeout is global.probe.timeout of the running configuration.
 	probeTimeout := &durationValue{}
+	// orgFiles watches the files of org_files and asks for a reload when
+	// they change. Without it, SIGHUP and /-/reload still reload them.
+	orgFiles, err := newOrgFileWatcher(logger, orgFilesQuiet, orgFilesMaxWait)
+	if err != nil {
+		logger.Warn("cannot watch org_files; reload with SIGHUP or POST /-/reload after changing them", "err", err)
+	} else {
+		defer orgFiles.Close()
+	}
+	// orgFilesChanged is nil, and never ready, without a watcher.
+	var orgFilesChanged <-chan struct{}
+	if orgFiles != nil {
+		orgFilesChanged = orgFiles.Changed()
+	}
 	// reload is the one path for the first load, SIGHUP and POST /-/reload.
 	first := true
 	reload := func() (err error) {
@@ -170,6 +183,11 @@ func runDaemon(o daemonOptions) int {
 		}
 		if err := ag.Apply(cfg); err != nil {
 			return err
+		}
+		if orgFiles != nil {
+			// A refused configuration leaves the running one's files
+			// watched, which include the file to fix.
+			orgFiles.Watch(cfg.OrgFiles)
 		}
 		probeTimeout.set(cfg.Global.Probe.Timeout)
 		for _, w := range cfg.Warnings() {
@@ -282,6 +300,12 @@ func runDaemon(o daemonOptions) int {
 						logger.Info("configuration reloaded", "trigger", "/-/reload")
 					}
 					errc <- err
+				case <-orgFilesChanged:
+					if err := reload(); err != nil {
+						logConfigError(logger, "configuration refused, the previous one keeps running", err)
+					} else {
+						logger.Info("configuration reloaded", "trigger", "org_files")
+					}
 				case <-cancel:
 					return nil
 				}
@@ -321,6 +345,13 @@ func runDaemon(o daemonOptions) int {
 			_ = srv.Shutdown(ctx)
 		})
 	}
+	if orgFiles != nil {
+		stop := make(chan struct{})
+		g.Add(func() error {
+			orgFiles.Run(stop)
+			return nil
+		}, func(error) { close(stop) })
+	}
 	for _, a := range o.extra {
 		g.Add(a.execute, a.interrupt)
 	}
@@ -343,6 +374,11 @@ func logConfigError(logger *slog.Logger, msg string, err error) {
 	var problems configs.Problems
 	if errors.As(err, &problems) {
 		for _, p := range problems {
+			// A problem in an org file has a path "FILE: [i].field".
+			if file, field, ok := strings.Cut(p.Path, ": "); ok {
+				logger.Error(msg, "file", file, "field", field, "problem", p.Message)
+				continue
+			}
 			logger.Error(msg, "field", p.Path, "problem", p.Message)
 		}
 		return
