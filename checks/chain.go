@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"sync"
+	"time"
 )
 
 // RefreshChain is the current refresh token of one org (grant.type
@@ -29,6 +30,10 @@ type RefreshChain struct {
 	// broken, when set, refuses every refresh: the chain's state could not
 	// be read, and the configured token may have been retired long ago.
 	broken error
+	// issuedAt is when the current token was issued, known once this
+	// process saw it come from a rotation; usedAt its last successful
+	// refresh. Zero when unknown. They date it for a refresh token policy.
+	issuedAt, usedAt time.Time
 }
 
 // BrokenRefreshChain returns a chain that refuses to refresh, saying why:
@@ -104,4 +109,36 @@ func (rc *RefreshChain) knownRetired(sent Secret) bool {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	return (rc.rotated && sent == rc.token) || rc.retired[sha256.Sum256([]byte(sent.Reveal()))]
+}
+
+// used records a successful refresh at now; rotated says it returned the
+// new current token, issued at now.
+func (rc *RefreshChain) used(now time.Time, rotated bool) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.usedAt = now
+	if rotated {
+		rc.issuedAt = now
+	}
+}
+
+// Expiry is when the current refresh token expires under p: the earlier of
+// its last use plus ExpireIfUnused and its issue plus ExpireAfter, each
+// counted only when known (a token from the configuration has no known
+// issue time until it is rotated). Zero when neither applies.
+func (rc *RefreshChain) Expiry(p RefreshTokenPolicy) time.Time {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	var exp time.Time
+	earlier := func(from time.Time, d time.Duration) {
+		if from.IsZero() || d <= 0 {
+			return
+		}
+		if t := from.Add(d); exp.IsZero() || t.Before(exp) {
+			exp = t
+		}
+	}
+	earlier(rc.usedAt, p.ExpireIfUnused)
+	earlier(rc.issuedAt, p.ExpireAfter)
+	return exp
 }

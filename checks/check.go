@@ -192,6 +192,10 @@ func (c *Checker) Check(ctx context.Context) (res *Result) {
 		}
 		r.res.Duration = time.Since(began)
 		r.res.TLSCertExpiry = c.certExpiry
+		r.res.SigningCertExpiry = c.target.Grant.CertificateNotAfter
+		if p := c.target.Grant.RefreshTokenPolicy; c.target.Grant.Type == GrantRefreshToken && p != (RefreshTokenPolicy{}) {
+			r.res.RefreshTokenExpiry = c.chain.Expiry(p)
+		}
 		c.keeping.Store(c.kept != nil)
 		c.red.Result(r.res)
 		c.red.release()
@@ -372,6 +376,9 @@ func (c *Checker) obtain(ctx context.Context, r *run) (*tokenResponse, bool) {
 		step.Outcome, step.Detail = OutcomeMalformedResponse, err.Error()
 		c.conclude(r, OutcomeMalformedResponse, fmt.Sprintf("The token endpoint answered %d but %s.", resp.status, err), "")
 		return nil, false
+	}
+	if sentRefresh != "" {
+		c.chain.used(c.now(), tok.refreshToken != "" && Secret(tok.refreshToken) != sentRefresh)
 	}
 	r.secrets = append(r.secrets, tok.accessToken, tok.refreshToken)
 	f := &r.res.Token

@@ -237,3 +237,44 @@ func TestReuseUnderTheHalfTimeoutRule(t *testing.T) {
 		t.Fatalf("fourth: %s: %s", fourth.Outcome, fourth.Explanation)
 	}
 }
+
+// TestRefreshTokenPolicyExpiry: with grant.refresh_token_policy the result
+// says when the refresh token in use expires: the earlier of its last use
+// plus expire_if_unused and its issue (seen at a rotation) plus expire_after.
+func TestRefreshTokenPolicyExpiry(t *testing.T) {
+	w := newWorld(t, orgsim.Options{})
+	tg := w.target("refresh_token")
+	tg.Grant.RefreshTokenPolicy = checks.RefreshTokenPolicy{ExpireIfUnused: 90 * 24 * time.Hour, ExpireAfter: 30 * 24 * time.Hour}
+	c := checks.NewChecker(tg, checks.WithClock(w.clock.Now))
+	defer c.Close(context.Background())
+	start := w.clock.Now()
+	res := c.Check(context.Background())
+	if res.Outcome != checks.OutcomeOK {
+		t.Fatalf("outcome %s: %s", res.Outcome, res.Explanation)
+	}
+	// rt-app rotates: the token in use was issued at this refresh.
+	if want := start.Add(30 * 24 * time.Hour); !res.RefreshTokenExpiry.Equal(want) {
+		t.Fatalf("refresh token expiry %s, want %s", res.RefreshTokenExpiry, want)
+	}
+	tg.Grant.RefreshTokenPolicy = checks.RefreshTokenPolicy{ExpireIfUnused: 7 * 24 * time.Hour}
+	c2 := checks.NewChecker(tg, checks.WithClock(w.clock.Now), checks.WithRefreshChain(checks.NewRefreshChain(c.RefreshToken(), true, nil)))
+	defer c2.Close(context.Background())
+	w.clock.Advance(time.Hour)
+	res = c2.Check(context.Background())
+	if want := start.Add(time.Hour + 7*24*time.Hour); res.Outcome != checks.OutcomeOK || !res.RefreshTokenExpiry.Equal(want) {
+		t.Fatalf("%s: refresh token expiry %s, want %s", res.Outcome, res.RefreshTokenExpiry, want)
+	}
+	if res := w.check(t, w.target("client_credentials")); !res.RefreshTokenExpiry.IsZero() {
+		t.Errorf("an org without a policy has a refresh token expiry %s", res.RefreshTokenExpiry)
+	}
+}
+
+func TestSigningCertificateExpiryIsReported(t *testing.T) {
+	w := newWorld(t, orgsim.Options{})
+	tg := w.target("jwt_bearer")
+	notAfter := time.Date(2027, 1, 2, 3, 4, 5, 0, time.UTC)
+	tg.Grant.CertificateNotAfter = notAfter
+	if res := w.check(t, tg); !res.SigningCertExpiry.Equal(notAfter) {
+		t.Fatalf("signing certificate expiry %s, want %s", res.SigningCertExpiry, notAfter)
+	}
+}

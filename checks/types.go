@@ -102,6 +102,21 @@ type Grant struct {
 	// PasswordFile, PrivateKeyFile and RefreshTokenFile say where those
 	// were read from (absolute paths); empty when given inline.
 	PasswordFile, PrivateKeyFile, RefreshTokenFile string
+	// CertificateFile is the certificate uploaded to the connected app for
+	// PrivateKey (jwt_bearer), and CertificateNotAfter its expiry: the day
+	// the flow stops working. Zero when not configured.
+	CertificateFile     string
+	CertificateNotAfter time.Time
+	// RefreshTokenPolicy is the connected app's refresh token policy as the
+	// configuration states it (grant.refresh_token_policy).
+	RefreshTokenPolicy RefreshTokenPolicy
+}
+
+// RefreshTokenPolicy says when the server lets a refresh token expire: a
+// fixed time after it was issued, or after a period without use. Zero
+// durations do not apply.
+type RefreshTokenPolicy struct {
+	ExpireAfter, ExpireIfUnused time.Duration
 }
 
 // Endpoints are explicit URLs; empty ones come from the provider preset or discovery.

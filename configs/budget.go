@@ -41,6 +41,7 @@ func loginHost(o Org) string {
 // it; token_mode reuse is not counted: it logs in only when its token dies).
 func (c *Config) Warnings() []string {
 	out := unusedCredentials(c.Orgs)
+	out = append(out, salesforceIntrospectionWarnings(c.Orgs)...)
 	return append(out, c.budgetWarnings()...)
 }
 

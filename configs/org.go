@@ -17,9 +17,6 @@ import (
 	"github.com/tokenwatch/tokenwatch/checks"
 )
 
-// DefaultSalesforceAudience is the jwt_bearer aud of production orgs;
-// sandboxes set https://test.salesforce.com.
-const DefaultSalesforceAudience = "https://login.salesforce.com"
 
 func (r *reader) org(s *section, index int, g Global, firstIndex map[string]int) Org {
 	o := Org{
@@ -105,6 +102,9 @@ func (r *reader) org(s *section, index int, g Global, firstIndex map[string]int)
 		r.probs.add(s.key("token_mode"), "unknown mode %q (one of fresh, reuse)", o.TokenMode)
 	}
 
+	if o.Provider == checks.ProviderSalesforce {
+		r.salesforceHosts(s, &o)
+	}
 	o.VerifySignature = r.verifySignature(s, o)
 	o.Labels = r.labels(s.sub("labels"))
 	o.Expect = r.expect(s.sub("expect"))
@@ -366,6 +366,8 @@ func (r *reader) grant(s *section, provider string) checks.Grant {
 	if g.PrivateKeyFile != "" {
 		g.PrivateKey = r.privateKey(s.key("private_key_file"), g.PrivateKeyFile)
 	}
+	r.signingCertificate(s, &g)
+	g.RefreshTokenPolicy = r.refreshTokenPolicy(s, g.Type)
 	s.done()
 
 	switch g.Type {
@@ -388,9 +390,7 @@ func (r *reader) grant(s *section, provider string) checks.Grant {
 			r.probs.add(s.key("private_key_file"), "required for grant type jwt_bearer (the PEM private key whose certificate the server trusts)")
 		}
 		if provider == checks.ProviderSalesforce {
-			if g.Audience == "" {
-				g.Audience = DefaultSalesforceAudience
-			}
+			// An empty audience is derived from url (salesforceAudience).
 			if _, isRSA := g.PrivateKey.(*rsa.PrivateKey); g.PrivateKey != nil && !isRSA {
 				r.probs.add(s.key("private_key_file"), "Salesforce accepts only RS256 assertions; use an RSA key")
 			}
