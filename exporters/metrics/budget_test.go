@@ -205,3 +205,57 @@ func TestSeriesPerOrgWithinBudget(t *testing.T) {
 		})
 	}
 }
+
+// TestSalesforceWorstCaseSeries counts the series of the Salesforce org
+// that costs the most by default: jwt_bearer with grant.certificate_file,
+// over https, its api-only token witnessed by the REST API's limits (so the
+// daily API allowance is exported), every step run, every token fact known,
+// after a failure of another kind. It adds three series to the healthy
+// org's: tokenwatch_api_requests_max, tokenwatch_api_requests_remaining and
+// tokenwatch_signing_certificate_expiry_timestamp_seconds (a refresh_token
+// org with grant.refresh_token_policy has
+// tokenwatch_refresh_token_expiry_timestamp_seconds instead of the last).
+func TestSalesforceWorstCaseSeries(t *testing.T) {
+	now := time.Now()
+	info := checks.Info{Name: "sf", Provider: checks.ProviderSalesforce, Grant: checks.GrantJWTBearer}
+	src := newSource(info)
+	c := NewCollector(src)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	full := func(start time.Time, o checks.Outcome) *checks.Result {
+		r := realisticResult("sf", start, o)
+		r.APIRequests = &checks.APIRequests{Max: 15000, Remaining: 14000}
+		r.SigningCertExpiry = now.Add(300 * 24 * time.Hour)
+		return r
+	}
+	src.publish(c, info, full(now.Add(-2*time.Minute), checks.OutcomeOK))
+	perOrg, _ := orgSeries(t, reg)
+	steady := total(perOrg["sf"])
+	timedOut := full(now.Add(-time.Minute), checks.OutcomeTimeout)
+	timedOut.Steps[2].Outcome = checks.OutcomeTimeout
+	timedOut.Steps = timedOut.Steps[:3]
+	timedOut.APIRequests = nil
+	src.publish(c, info, timedOut)
+	src.publish(c, info, full(now, checks.OutcomeOK))
+	perOrg, _ = orgSeries(t, reg)
+	n := total(perOrg["sf"])
+	t.Logf("worst-case Salesforce org: %d series while it has seen one outcome, %d after a failure of another kind%s",
+		steady, n, breakdown(perOrg["sf"]))
+	for _, name := range []string{"tokenwatch_api_requests_max", "tokenwatch_api_requests_remaining",
+		"tokenwatch_signing_certificate_expiry_timestamp_seconds"} {
+		if perOrg["sf"][name] != 1 {
+			t.Errorf("%s: %d series, want 1", name, perOrg["sf"][name])
+		}
+	}
+	// The three Salesforce series come on top of the healthy org's 16
+	// (TestSeriesPerOrgWithinBudget): this org is 3 over the default
+	// budget. Three of the other series repeat what others say
+	// (tokenwatch_token_lifetime_seconds is expiry minus issue time,
+	// tokenwatch_check_duration_seconds about the sum of the step
+	// durations, tokenwatch_check_success the outcome ok); which of them
+	// go is a change of the metrics contract, not made here. Until then
+	// the count is held exactly, so that any growth is seen.
+	if want := seriesBudget + 3; n != want {
+		t.Errorf("%d series, want %d (3 over the budget of %d)", n, want, seriesBudget)
+	}
+}

@@ -105,6 +105,10 @@ type Collector struct {
 	lastRun           *prometheus.Desc
 	tlsExpiry         *prometheus.Desc
 	backoffUntil      *prometheus.Desc
+	apiRequestsMax    *prometheus.Desc
+	apiRequestsLeft   *prometheus.Desc
+	signingCertExpiry *prometheus.Desc
+	refreshExpiry     *prometheus.Desc
 	buckets           []float64
 	// fleet is tokenwatch_fleet_step_duration_seconds{step,provider}; nil
 	// in a /probe answer, which is about one org.
@@ -196,6 +200,14 @@ func NewCollector(src Source) *Collector {
 			"When the first of the TLS certificates presented by the org's endpoints in the last check expires, in seconds since the Unix epoch.", org, nil),
 		backoffUntil: prometheus.NewDesc("tokenwatch_check_backoff_until_timestamp_seconds",
 			"While the org backs off after a rejected login: when its next login attempt may be made, in seconds since the Unix epoch.", org, nil),
+		apiRequestsMax: prometheus.NewDesc("tokenwatch_api_requests_max",
+			"The org's daily API request allowance (Salesforce DailyApiRequests.Max) from the last check that read the REST API's limits.", org, nil),
+		apiRequestsLeft: prometheus.NewDesc("tokenwatch_api_requests_remaining",
+			"What remained of the org's daily API request allowance (Salesforce DailyApiRequests.Remaining) at the last check that read the REST API's limits.", org, nil),
+		signingCertExpiry: prometheus.NewDesc("tokenwatch_signing_certificate_expiry_timestamp_seconds",
+			"When the certificate of the org's jwt_bearer signing key (grant.certificate_file) expires, in seconds since the Unix epoch.", org, nil),
+		refreshExpiry: prometheus.NewDesc("tokenwatch_refresh_token_expiry_timestamp_seconds",
+			"When the org's refresh token in use expires under grant.refresh_token_policy, in seconds since the Unix epoch.", org, nil),
 		buckets: stepDurationBuckets(),
 		fleet: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:                            "tokenwatch_fleet_step_duration_seconds",
@@ -375,6 +387,16 @@ func (c *Collector) collectLast(emit func(prometheus.Metric), info checks.Info, 
 		if s.Skipped {
 			continue
 		}
+	if a := r.APIRequests; a != nil {
+		gauge(c.apiRequestsMax, float64(a.Max))
+		gauge(c.apiRequestsLeft, float64(a.Remaining))
+	}
+	if !r.SigningCertExpiry.IsZero() {
+		gauge(c.signingCertExpiry, unixSeconds(r.SigningCertExpiry))
+	}
+	if !r.RefreshTokenExpiry.IsZero() {
+		gauge(c.refreshExpiry, unixSeconds(r.RefreshTokenExpiry))
+	}
 		gauge(c.stepLastDuration, s.Duration.Seconds(), string(s.Step))
 		if !info.Phases {
 			continue
