@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Runs every test of tokenwatch: vet, govulncheck (and golangci-lint with
-# LINT=1), then the whole suite with the race detector. On a fresh Debian machine it first installs, as root, the real
-# components the tests meet: Prometheus (promtool and the server) and
-# Alertmanager from Debian's packages, headless Chromium, and ORY Hydra built
-# from the Go module proxy into ~/.cache/tokenwatch (reused when present).
-# Without root, tests that need a missing component say so and skip, except
+# LINT=1), then the whole suite with the race detector. On a fresh Debian
+# machine it first provides the real components the tests meet: headless
+# Chromium and systemd-analyze from Debian's packages (as root), and, built
+# from the Go module proxy into ~/.cache/tokenwatch (reused when present),
+# ORY Hydra, Prometheus 3.16 (the server and promtool) and Alertmanager 0.35
+# (scripts/build-prometheus.sh; a cold build takes 15 to 45 minutes, a warm
+# one nothing). Tests that need a missing component say so and skip, except
 # under CI=true, where a missing component is a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
-command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 if ((${#missing[@]})); then
@@ -32,6 +32,26 @@ if [ -z "${HYDRA_BIN:-}" ] && [ -x scripts/build-hydra.sh ]; then
     echo "could not build ORY Hydra; the Hydra tests will skip (or fail under CI=true)" >&2
   fi
 fi
+
+# Prometheus and Alertmanager, the releases users run now (not Debian's, from
+# early 2023, whose promtool lacks Kubernetes discovery). The tests find them
+# through these variables (internal/e2etest.Tool); set one to try another
+# build, say PROMETHEUS_BIN=/usr/bin/prometheus for Debian's.
+if [ -z "${PROMETHEUS_BIN:-}" ] || [ -z "${PROMTOOL_BIN:-}" ] || [ -z "${ALERTMANAGER_BIN:-}" ] || [ -z "${AMTOOL_BIN:-}" ]; then
+  if tools=$(scripts/build-prometheus.sh prometheus promtool alertmanager amtool); then
+    { read -r prometheus && read -r promtool && read -r alertmanager && read -r amtool; } <<<"$tools"
+    export PROMETHEUS_BIN=${PROMETHEUS_BIN:-$prometheus} PROMTOOL_BIN=${PROMTOOL_BIN:-$promtool}
+    export ALERTMANAGER_BIN=${ALERTMANAGER_BIN:-$alertmanager} AMTOOL_BIN=${AMTOOL_BIN:-$amtool}
+  elif [ "${CI:-}" = true ]; then
+    echo "could not build Prometheus and Alertmanager" >&2
+    exit 1
+  else
+    echo "could not build Prometheus and Alertmanager; the tests that need them will skip" >&2
+  fi
+fi
+for bin in "${PROMETHEUS_BIN:-}" "${ALERTMANAGER_BIN:-}"; do
+  [ -z "$bin" ] || { "$bin" --version 2>&1 | head -n1; } || true
+done
 
 go vet ./...
 

@@ -1,7 +1,7 @@
 // Package alerting tests the agent's own alerts end to end: the tokenwatch
-// binary against a simulated org, sending to a real Alertmanager (Debian's
-// prometheus-alertmanager) that routes to a webhook receiver run by the
-// test, and straight to a signed webhook.
+// binary against a simulated org, sending to a real Alertmanager (0.35,
+// built by scripts/build-prometheus.sh) that routes to a webhook receiver
+// run by the test, and straight to a signed webhook.
 package alerting
 
 import (
@@ -38,7 +38,7 @@ const (
 )
 
 func TestAlertsThroughAlertmanager(t *testing.T) {
-	amBin := e2etest.Tool(t, "prometheus-alertmanager", "prometheus-alertmanager")
+	amBin := e2etest.Tool(t, "alertmanager", "prometheus-alertmanager")
 	twBin := e2etest.Tokenwatch(t)
 	dir := t.TempDir()
 

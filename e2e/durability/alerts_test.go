@@ -25,7 +25,7 @@ func TestAlertStateSurvivesKill9(t *testing.T) {
 		// endsAt is four resend intervals ahead: 40s, far beyond the waits below.
 		resendInterval = 10 * time.Second
 	)
-	amBin := e2etest.Tool(t, "prometheus-alertmanager", "prometheus-alertmanager")
+	amBin := e2etest.Tool(t, "alertmanager", "prometheus-alertmanager")
 	dir := t.TempDir()
 	storage := filepath.Join(dir, "data")
 

@@ -3,7 +3,7 @@
 // killed with SIGKILL and restarted on the same --storage.path, against
 // simulated authorization servers (internal/orgsim, and a strict rotating
 // refresh-token server written for this package alone) and a real
-// Alertmanager (Debian's prometheus-alertmanager).
+// Alertmanager (0.35, built by scripts/build-prometheus.sh).
 //
 // Every test is bounded in time; it waits for conditions by polling, and
 // sleeps only where the wait itself is the experiment (a random moment to

@@ -1,8 +1,8 @@
 // Package prometheus tests tokenwatch with a real Prometheus server: the
 // server scrapes the tokenwatch binary checking simulated orgs, and every
 // query of the Grafana dashboard and the example scrape configuration must
-// work against what it stored. Prometheus and promtool come from Debian's
-// prometheus package (scripts/test.sh installs it).
+// work against what it stored. Prometheus and promtool are Prometheus 3,
+// built by scripts/build-prometheus.sh (scripts/test.sh runs it).
 package prometheus
 
 import (

@@ -64,16 +64,56 @@ func Missing(t testing.TB, what, how string) {
 	t.Skipf("%s is missing (%s): skipping", what, how)
 }
 
-// Tool finds a peer's binary on PATH, under the Missing policy: the test
-// skips without it, or fails under CI=true, where scripts/test.sh must have
-// installed it (from the Debian package named pkg).
+// The Prometheus and Alertmanager the tests meet: the releases users run now,
+// which scripts/build-prometheus.sh builds from the Go module proxy into
+// ~/.cache/tokenwatch/<dir>/<name>. The environment variable names another
+// binary (say Debian's /usr/bin/prometheus, to try an older release);
+// scripts/test.sh sets each to what it built. A test asserts that these
+// versions are the script's.
+var builtTools = map[string]struct{ env, dir string }{
+	"prometheus":   {"PROMETHEUS_BIN", "prometheus-" + PrometheusModule},
+	"promtool":     {"PROMTOOL_BIN", "prometheus-" + PrometheusModule},
+	"alertmanager": {"ALERTMANAGER_BIN", "alertmanager-" + AlertmanagerModule},
+	"amtool":       {"AMTOOL_BIN", "alertmanager-" + AlertmanagerModule},
+}
+
+// The module versions scripts/build-prometheus.sh builds: Prometheus 3.16.0
+// (Prometheus tags its Go module v0.3XX.Y for release 3.XX.Y) and
+// Alertmanager 0.35.0.
+const (
+	PrometheusModule   = "v0.316.0"
+	AlertmanagerModule = "v0.35.0"
+)
+
+// Tool finds a peer's binary under the Missing policy: the test skips
+// without it, or fails under CI=true, where scripts/test.sh must have
+// provided it. prometheus, promtool, alertmanager and amtool are the ones
+// scripts/build-prometheus.sh builds ($PROMETHEUS_BIN, $PROMTOOL_BIN,
+// $ALERTMANAGER_BIN, $AMTOOL_BIN, else the script's cache), never whatever
+// release PATH holds; any other tool comes from PATH, installed from the
+// Debian package pkg.
 func Tool(t testing.TB, name, pkg string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		Missing(t, name, "apt-get install "+pkg+"; scripts/test.sh installs it")
+	built, ok := builtTools[name]
+	if !ok {
+		p, err := exec.LookPath(name)
+		if err != nil {
+			Missing(t, name, "apt-get install "+pkg+"; scripts/test.sh installs it")
+		}
+		return p
 	}
-	return p
+	path := os.Getenv(built.env)
+	if path == "" {
+		if cache, err := os.UserCacheDir(); err == nil {
+			path = filepath.Join(cache, "tokenwatch", built.dir, name)
+		}
+	}
+	if fi, err := os.Stat(path); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+		return path
+	}
+	Missing(t, fmt.Sprintf("%s (%s or %q)", name, built.env, path),
+		"build it with scripts/build-prometheus.sh, or run ./scripts/test.sh, which does")
+	return ""
 }
 
 var build struct {

@@ -2,6 +2,9 @@ package e2etest
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -41,6 +44,61 @@ func TestToolFollowsThePolicy(t *testing.T) {
 	Tool(r, "no-such-tool", "no-such-package")
 	if r.skipped != "" || !strings.Contains(r.failed, "apt-get install no-such-package") {
 		t.Errorf("a missing tool under CI=true: skipped %q, failed %q; want a failure naming the package", r.skipped, r.failed)
+	}
+}
+
+// Prometheus and Alertmanager come from the build script's cache or the
+// environment variable, never from PATH, where an older release may sit.
+func TestToolFindsTheBuiltPrometheus(t *testing.T) {
+	t.Setenv("CI", "true")
+	path := t.TempDir()
+	t.Setenv("PATH", path)
+	for _, name := range []string{"prometheus", "promtool", "alertmanager", "amtool"} {
+		if err := os.WriteFile(filepath.Join(path, name), []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cache := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache)
+	t.Setenv("PROMETHEUS_BIN", "")
+	t.Setenv("ALERTMANAGER_BIN", "")
+	r := &recordingTB{TB: t}
+	Tool(r, "prometheus", "prometheus")
+	if r.skipped != "" || !strings.Contains(r.failed, "PROMETHEUS_BIN") || !strings.Contains(r.failed, "scripts/build-prometheus.sh") {
+		t.Errorf("no built Prometheus under CI=true: skipped %q, failed %q; want a failure naming the variable and the script", r.skipped, r.failed)
+	}
+
+	built := filepath.Join(cache, "tokenwatch", "alertmanager-"+AlertmanagerModule, "alertmanager")
+	if err := os.MkdirAll(filepath.Dir(built), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(built, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r = &recordingTB{TB: t}
+	if got := Tool(r, "alertmanager", "prometheus-alertmanager"); got != built || r.failed != "" {
+		t.Errorf("Tool(alertmanager) = %q (failed %q), want the script's cache %q", got, r.failed, built)
+	}
+	t.Setenv("ALERTMANAGER_BIN", filepath.Join(path, "alertmanager"))
+	if got := Tool(r, "alertmanager", "prometheus-alertmanager"); got != filepath.Join(path, "alertmanager") {
+		t.Errorf("Tool(alertmanager) with ALERTMANAGER_BIN set = %q, want the variable's path", got)
+	}
+}
+
+// The versions the tests look for are the ones the script builds.
+func TestToolVersionsAreTheBuildScripts(t *testing.T) {
+	script, err := os.ReadFile("../../scripts/build-prometheus.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for variable, want := range map[string]string{"prometheus_module": PrometheusModule, "alertmanager_module": AlertmanagerModule} {
+		got := ""
+		if m := regexp.MustCompile(`(?m)^` + variable + `=(\S+)$`).FindSubmatch(script); m != nil {
+			got = string(m[1])
+		}
+		if got != want {
+			t.Errorf("scripts/build-prometheus.sh sets %s=%q, but the tests look for %s", variable, got, want)
+		}
 	}
 }
 
