@@ -382,6 +382,55 @@ or
 			`tls.ca_file.`,
 	},
 	{
+		Name:      "TokenSigningCertificateExpiresSoon",
+		Severity:  SeverityWarning,
+		RulesOnly: true,
+		Expr:      perOrg(`(tokenwatch_signing_certificate_expiry_timestamp_seconds - time() < 30 * 86400)`),
+		For:       time.Hour,
+		When:      "the certificate of the org's jwt_bearer key (`grant.certificate_file`) expires in less than 30 days",
+		Comment:   "The connected app's certificate (grant.certificate_file) expires within 30 days: on that day the JWT bearer flow stops, and Salesforce sends no warning. Change 30 in this rule to warn earlier or later.",
+		Summary:   `The signing certificate of org {{ $labels.org }} expires in {{ $value | humanizeDuration }}`,
+		Description: `The certificate uploaded to the connected app of org {{ $labels.org }} for its JWT bearer key ` +
+			`(grant.certificate_file) expires in {{ $value | humanizeDuration }}, less than 30 days. From then on every ` +
+			`login fails (invalid_grant), and Salesforce sends no warning.`,
+		Fix: `Make a new key and certificate, upload the certificate to the connected app (Edit > Use digital ` +
+			`signatures; the old one keeps working until replaced), then set grant.private_key_file and ` +
+			`grant.certificate_file to the new pair and reload tokenwatch.`,
+	},
+	{
+		Name:      "TokenRefreshTokenExpiresSoon",
+		Severity:  SeverityWarning,
+		RulesOnly: true,
+		Expr:      perOrg(`(tokenwatch_refresh_token_expiry_timestamp_seconds - time() < 14 * 86400)`),
+		For:       time.Hour,
+		When:      "the refresh token in use expires under `grant.refresh_token_policy` in less than 14 days",
+		Comment:   "The refresh token in use expires within 14 days under the connected app's refresh token policy (grant.refresh_token_policy): when unused for the policy's period, or at its fixed end.",
+		Summary:   `The refresh token of org {{ $labels.org }} expires in {{ $value | humanizeDuration }}`,
+		Description: `Under its refresh token policy (grant.refresh_token_policy), the refresh token org ` +
+			`{{ $labels.org }} uses expires in {{ $value | humanizeDuration }}; then every refresh fails with ` +
+			`invalid_grant "expired access/refresh token" until someone re-authorizes.`,
+		Fix: `Re-authorize the integration user to get a new refresh token and put it in grant.refresh_token before ` +
+			`the old one expires; or relax the connected app's Refresh Token Policy (Manage > Edit Policies), and ` +
+			`update grant.refresh_token_policy to match.`,
+	},
+	{
+		Name:      "TokenAPIRequestsLow",
+		Severity:  SeverityWarning,
+		RulesOnly: true,
+		Expr:      perOrg(`(tokenwatch_api_requests_remaining / tokenwatch_api_requests_max < 0.1)`),
+		For:       15 * time.Minute,
+		When:      "less than 10% of the org's daily API request allowance remains (Salesforce DailyApiRequests)",
+		Comment:   "Less than a tenth of the org's daily API request allowance remains (Salesforce DailyApiRequests, read from the REST API's limits by the checks whose token has no identity scope). Once it is gone, every integration of the org gets REQUEST_LIMIT_EXCEEDED.",
+		Summary:   `Org {{ $labels.org }} has {{ $value | humanizePercentage }} of its daily API requests left`,
+		Description: `Only {{ $value | humanizePercentage }} of the daily API request allowance of org {{ $labels.org }} ` +
+			`remains (DailyApiRequests){{ with printf "tokenwatch_api_requests_remaining{org=%q}" $labels.org | query }}: ` +
+			`{{ . | first | value }} requests{{ end }}. When none remain, every API call of every integration of the org ` +
+			`fails with REQUEST_LIMIT_EXCEEDED until the 24-hour window frees some.`,
+		Fix: `Find the integration that spends the allowance (Setup > Company Information > API Requests, Last 24 ` +
+			`Hours; the API Usage report by connected app and user), slow it down, or raise the org's allowance ` +
+			`with Salesforce.`,
+	},
+	{
 		Name:      "TokenwatchConfigReloadFailed",
 		Severity:  SeverityWarning,
 		RulesOnly: true,
