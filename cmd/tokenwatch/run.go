@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 
@@ -88,7 +87,9 @@ func runDaemon(o daemonOptions) int {
 	var ag *agent.Agent
 	states := func() []checks.OrgState { return ag.States() }
 	collector := metrics.NewCollector(metrics.SourceFunc(states))
-	reg.MustRegister(collector)
+	// The per-org series are written by the collector's own /metrics
+	// handler (below); the registry holds the rest.
+	reg.MustRegister(collector.Fleet())
 	reloadOK := promauto.With(reg).NewGauge(prometheus.GaugeOpts{
 		Name: "tokenwatch_config_last_reload_successful",
 		Help: "Whether the last configuration reload attempt was successful.",
@@ -209,7 +210,7 @@ func runDaemon(o daemonOptions) int {
 
 	reloadCh := make(chan chan error)
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError)}))
+	mux.Handle("/metrics", collector.Handler(reg, reg, logger))
 	probe := metrics.ProbeHandler(prober{ag}, probeTimeout.get, logger)
 	mux.HandleFunc("/probe", func(w http.ResponseWriter, r *http.Request) {
 		if !ready.Load() {
