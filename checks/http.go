@@ -425,6 +425,11 @@ func classifyTransport(err error) *classified {
 		return classify(OutcomeConnectError, "connection reset by the server")
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		return classify(OutcomeConnectError, "the server closed the connection without a complete answer")
+	case strings.Contains(err.Error(), "failed to parse Location header"):
+		// net/http reads a redirect's Location before the redirect policy
+		// sees it: an unreadable one is still a redirect, not a network
+		// failure (and may hold "tls:" or any text).
+		return classify(OutcomeRedirect, "answered a redirect whose Location is not a URL; credentials are not forwarded, point the config at the final URL")
 	case strings.Contains(err.Error(), "tls:"):
 		return classify(OutcomeTLSError, "TLS handshake failed")
 	}
