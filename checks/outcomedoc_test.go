@@ -38,3 +38,39 @@ func TestTokenErrorCodesFollowTheOutcomeDoc(t *testing.T) {
 		}
 	}
 }
+
+// TestSalesforceErrorTextsFollowTheDoc: every row of docs/outcomes.md's
+// table of Salesforce's error texts is classified as it says, with a fix of
+// its own rather than the outcome's generic advice.
+func TestSalesforceErrorTextsFollowTheDoc(t *testing.T) {
+	doc, err := os.ReadFile("../docs/outcomes.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(doc), "## Salesforce's error texts")
+	if !ok {
+		t.Fatal(`docs/outcomes.md has no section "Salesforce's error texts"`)
+	}
+	table, _, _ = strings.Cut(table, "\n## ")
+	target := Target{Provider: ProviderSalesforce, Grant: Grant{Type: GrantPassword}}
+	rows := 0
+	for _, line := range strings.Split(table, "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) != 6 || !strings.HasPrefix(strings.TrimSpace(cells[1]), "`") {
+			continue
+		}
+		rows++
+		oe := &oauthError{Code: strings.Trim(strings.TrimSpace(cells[1]), "`"), Description: strings.TrimSpace(cells[2])}
+		want := Outcome(strings.Trim(strings.TrimSpace(cells[3]), "`"))
+		c := &Checker{target: target}
+		if got := c.classifyTokenError(400, oe, 0); got != want {
+			t.Errorf("%s %q: classified %s, docs/outcomes.md says %s", oe.Code, oe.Description, got, want)
+		}
+		if fix := tokenErrorFix(target, want, oe); fix == "" && want != OutcomeRateLimited {
+			t.Errorf("%s %q: no fix of its own", oe.Code, oe.Description)
+		}
+	}
+	if rows < 15 {
+		t.Errorf("read %d rows of Salesforce's error texts, want the whole table", rows)
+	}
+}
