@@ -250,6 +250,6 @@ func (r *reader) checkDestinationURL(path, raw string, credentials bool, example
 			r.probs.add(path, "plain http is allowed only to loopback hosts (localhost, 127.0.0.0/8, ::1) when basic_auth or a bearer token is sent; use https")
 		}
 	default:
-		r.probs.add(path, "scheme %q is not allowed; use https or http", u.Scheme)
+		r.probs.add(path, "the scheme is not allowed; use https or http")
 	}
 }

@@ -197,9 +197,9 @@ func TestEnvOverrides(t *testing.T) {
 			env: []string{"TOKENWATCH_GLOBAL_SCHEDULE=sometimes", "TOKENWATCH_GLOBAL_TIMEOUT=ten",
 				"TOKENWATCH_GLOBAL_MAX_CONCURRENT_CHECKS=lots"},
 			problems: []string{
-				"TOKENWATCH_GLOBAL_MAX_CONCURRENT_CHECKS: must be a whole number, got \"lots\"",
-				`TOKENWATCH_GLOBAL_SCHEDULE: invalid schedule "sometimes": expected exactly 5 fields, found 1: [sometimes] (e.g. "@every 1m" or "*/5 * * * *")`,
-				`TOKENWATCH_GLOBAL_TIMEOUT: invalid duration "ten" (use Go syntax, e.g. 10s or 1h30m)`,
+				"TOKENWATCH_GLOBAL_MAX_CONCURRENT_CHECKS: must be a whole number",
+				`TOKENWATCH_GLOBAL_SCHEDULE: invalid schedule: expected exactly 5 fields, found 1 (e.g. "@every 1m" or "*/5 * * * *")`,
+				`TOKENWATCH_GLOBAL_TIMEOUT: invalid duration (use Go syntax, e.g. 10s or 1h30m)`,
 			},
 		},
 		{

@@ -1,9 +1,13 @@
 package configs
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"math"
+	"net/url"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -101,7 +105,8 @@ func (s *section) duration(k string) (d time.Duration, ok bool) {
 	}
 	d, err := time.ParseDuration(str)
 	if err != nil {
-		s.probs.add(s.key(k), "invalid duration %q (use Go syntax, e.g. 10s or 1h30m)", str)
+		// Not quoted either: a secret typed under the wrong key is a string too.
+		s.probs.add(s.key(k), "invalid duration (use Go syntax, e.g. 10s or 1h30m)")
 		return 0, false
 	}
 	return d, true
@@ -225,4 +230,66 @@ func kind(v any) string {
 	default:
 		return fmt.Sprintf("a %T", v)
 	}
+}
+
+// Problems never quote a value the user wrote: a secret typed under the
+// wrong key, or a URL with a password or a token in its query, would be
+// printed by check-config and logged on a failed reload. The helpers below
+// turn the errors of the libraries that do quote (net/url, os, cron) into
+// what is wrong, without the value.
+
+// withoutPath drops the path an *fs.PathError repeats: a path that could
+// not be opened may be a secret typed into a *_file key.
+func withoutPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// urlProblem says what is wrong with a URL that url.Parse refused, without
+// the parts of it that url's errors quote.
+func urlProblem(err error) string {
+	var escape url.EscapeError
+	var host url.InvalidHostError
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		err = urlErr.Err
+	}
+	msg := err.Error()
+	switch {
+	case errors.As(err, &escape):
+		return "invalid %-escape (write % as %25)"
+	case errors.As(err, &host):
+		return "invalid character in the host"
+	case strings.HasPrefix(msg, "invalid port"):
+		return "invalid port after the host (a number, e.g. :8443)"
+	case strings.ContainsAny(msg, "\"'`"):
+		// Any other message that quotes: name the kind of problem only.
+		return "cannot be parsed"
+	}
+	return strings.TrimPrefix(msg, "net/url: ")
+}
+
+// scheduleProblem says what is wrong with a schedule that cron refused.
+// cron's errors end in the fields they could not read (": [*/5 * * *]"),
+// or hold them ("failed to parse int from x"): only the part before the
+// first colon is kept, and that only when it quotes none of the fields.
+func scheduleProblem(spec string, err error) string {
+	msg, _, _ := strings.Cut(err.Error(), ": ")
+	switch {
+	case strings.HasPrefix(msg, "failed to parse int from"):
+		return "a field is not a number, a range, a step, a month or weekday name, or *"
+	case strings.HasPrefix(msg, "provided bad location"):
+		return "unknown time zone in CRON_TZ= or TZ="
+	case strings.HasPrefix(msg, "failed to parse duration"):
+		return "the @every interval is not a duration"
+	}
+	for _, f := range strings.Fields(strings.NewReplacer("=", " ", ",", " ", "-", " ", "/", " ").Replace(spec)) {
+		if strings.Trim(f, "0123456789") != "" && f != "*" && f != "?" && strings.Contains(msg, f) {
+			return "not a schedule cron can read"
+		}
+	}
+	return msg
 }

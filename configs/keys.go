@@ -89,7 +89,7 @@ func (r *reader) tlsConfig(s *section) promconfig.TLSConfig {
 		if n, ok := promconfig.TLSVersions[v]; ok && n >= tls.VersionTLS12 {
 			t.MinVersion = n
 		} else {
-			r.probs.add(s.key("min_version"), "must be TLS12 or TLS13, got %q", v)
+			r.probs.add(s.key("min_version"), "must be TLS12 or TLS13")
 		}
 	}
 	s.done()

@@ -321,7 +321,7 @@ func (r *reader) overrideGlobal(g *Global, paths map[string]string, env []string
 			paths["timeout"] = name
 			d, err := time.ParseDuration(value)
 			if err != nil {
-				r.probs.add(name, "invalid duration %q (use Go syntax, e.g. 10s or 1h30m)", value)
+				r.probs.add(name, "invalid duration (use Go syntax, e.g. 10s or 1h30m)")
 				continue
 			}
 			g.Timeout = d
@@ -329,7 +329,7 @@ func (r *reader) overrideGlobal(g *Global, paths map[string]string, env []string
 			paths["max_concurrent_checks"] = name
 			n, err := strconv.Atoi(value)
 			if err != nil {
-				r.probs.add(name, "must be a whole number, got %q", value)
+				r.probs.add(name, "must be a whole number")
 				continue
 			}
 			g.MaxConcurrentChecks = n

@@ -45,26 +45,26 @@ func invalidCases() []invalidCase {
 		{fixture: "org-name-duplicate", want: []string{
 			`orgs[2].name: duplicate name "acme" (first used by orgs[0]); names must be unique`}},
 		{fixture: "org-name-pattern", want: []string{
-			`orgs[0].name: "acme prod" is not allowed: use letters, digits, '.', '_' and '-', starting with a letter or digit`}},
+			`orgs[0].name: only letters, digits, '.', '_' and '-' are allowed, starting with a letter or digit`}},
 		{fixture: "provider-unknown", want: []string{
-			`orgs[0].provider: unknown provider "okta" (one of salesforce, generic)`}},
+			`orgs[0].provider: unknown provider (one of salesforce, generic)`}},
 		{fixture: "salesforce-url-missing", want: []string{
 			"orgs[0].url: required for provider salesforce (the My Domain base URL, e.g. https://acme.my.salesforce.com)"}},
 		{fixture: "generic-endpoint-missing", want: []string{
 			"orgs[0].discovery_url: required for provider generic unless token_url is set " +
 				"(the RFC 8414 or OpenID discovery document, e.g. https://idp.example.com/.well-known/openid-configuration)"}},
 		{fixture: "url-unparsable", want: []string{
-			`orgs[0].token_url: not a valid URL: invalid port ":port" after host`}},
+			`orgs[0].token_url: not a valid URL: invalid port after the host (a number, e.g. :8443)`}},
 		{fixture: "url-relative", want: []string{
 			"orgs[0].introspection_url: must be an absolute URL with scheme and host, e.g. https://idp.example.com/path"}},
 		{fixture: "url-scheme", want: []string{
-			`orgs[0].revocation_url: scheme "ftp" is not allowed; use https`}},
+			`orgs[0].revocation_url: the scheme is not allowed; use https`}},
 		{fixture: "url-plain-http", want: []string{
 			"orgs[0].url: plain http is allowed only to loopback hosts (localhost, 127.0.0.0/8, ::1) because credentials are sent; use https"}},
 		{fixture: "url-credentials", want: []string{
 			"orgs[0].userinfo_url: must not contain credentials (user:password@); set them under client or grant"}},
 		{fixture: "schedule", want: []string{
-			`orgs[0].schedule: invalid schedule "*/5 * * *": expected exactly 5 fields, found 4: [*/5 * * *] (e.g. "@every 1m" or "*/5 * * * *")`}},
+			`orgs[0].schedule: invalid schedule: expected exactly 5 fields, found 4 (e.g. "@every 1m" or "*/5 * * * *")`}},
 		{fixture: "schedule-every-too-short", want: []string{
 			"global.schedule: @every interval must be at least 1s, got 500ms"}},
 		{fixture: "timeout-zero", want: []string{
@@ -72,7 +72,7 @@ func invalidCases() []invalidCase {
 		{fixture: "timeout-too-long", want: []string{
 			"orgs[0].timeout: must be more than 0s and at most 5m, got 10m0s"}},
 		{fixture: "timeout-syntax", want: []string{
-			`global.timeout: invalid duration "10 seconds" (use Go syntax, e.g. 10s or 1h30m)`}},
+			`global.timeout: invalid duration (use Go syntax, e.g. 10s or 1h30m)`}},
 		{fixture: "max-concurrent-checks", want: []string{
 			"global.max_concurrent_checks: must be at least 1, got 0"}},
 		{fixture: "wrong-type", want: []string{
@@ -99,7 +99,7 @@ func invalidCases() []invalidCase {
 		{fixture: "alerting-alertmanager-url-credentials", want: []string{
 			"alerting.alertmanagers[0].url: must not contain credentials (user:password@); use basic_auth"}},
 		{fixture: "alerting-alertmanager-url-scheme", want: []string{
-			`alerting.alertmanagers[0].url: scheme "ftp" is not allowed; use https or http`}},
+			`alerting.alertmanagers[0].url: the scheme is not allowed; use https or http`}},
 		{fixture: "alerting-basic-auth-username-missing", want: []string{
 			"alerting.alertmanagers[0].basic_auth.username: required with basic_auth"}},
 		{fixture: "alerting-basic-auth-password-missing", want: []string{
@@ -111,7 +111,7 @@ func invalidCases() []invalidCase {
 		{fixture: "alerting-auth-both", want: []string{
 			"alerting.alertmanagers[0].bearer_token: set either basic_auth or bearer_token, not both (one Authorization header)"}},
 		{fixture: "alerting-bearer-token-file-unreadable", want: []string{
-			"alerting.alertmanagers[0].bearer_token_file: cannot read: open {dir}/missing-token.txt: no such file or directory"}},
+			"alerting.alertmanagers[0].bearer_token_file: cannot read: no such file or directory"}},
 		{fixture: "alerting-tls-not-pem", want: []string{
 			"alerting.alertmanagers[0].tls.ca_file: no PEM certificate found in {dir}/not-pem.txt"}},
 		{fixture: "alerting-timeout", want: []string{
@@ -137,7 +137,7 @@ func invalidCases() []invalidCase {
 		{fixture: "client-secret-both", env: []string{"ACME_CLIENT_SECRET=from-env"}, want: []string{
 			"orgs[0].client.secret_file: set either secret or secret_file, not both"}},
 		{fixture: "client-secret-file-unreadable", want: []string{
-			"orgs[0].client.secret_file: cannot read: open {dir}/missing-secret.txt: no such file or directory"}},
+			"orgs[0].client.secret_file: cannot read: no such file or directory"}},
 		{fixture: "secret-file-empty", want: []string{
 			"orgs[0].grant.password_file: file {dir}/empty-secret.txt is empty"}},
 		{fixture: "env-unset", env: []string{"OTHER=1"}, want: []string{
@@ -147,7 +147,7 @@ func invalidCases() []invalidCase {
 		{fixture: "env-reference-name", want: []string{
 			"orgs[0].client.secret: ${...} must name an environment variable made of letters, digits and _"}},
 		{fixture: "auth-method-unknown", want: []string{
-			`orgs[0].client.auth_method: unknown method "client_secret_jwt" (one of client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth, none)`}},
+			`orgs[0].client.auth_method: unknown method (one of client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth, none)`}},
 		{fixture: "private-key-jwt-no-key", want: []string{
 			"orgs[0].client.private_key_file: required for auth_method private_key_jwt (a PEM RSA or EC private key)"}},
 		{fixture: "private-key-file", want: []string{
@@ -158,7 +158,7 @@ func invalidCases() []invalidCase {
 		{fixture: "grant-type-missing", want: []string{
 			"orgs[0].grant.type: required (one of password, client_credentials, jwt_bearer, refresh_token)"}},
 		{fixture: "grant-type-unknown", want: []string{
-			`orgs[0].grant.type: unknown grant type "authorization_code" (one of password, client_credentials, jwt_bearer, refresh_token)`}},
+			`orgs[0].grant.type: unknown grant type (one of password, client_credentials, jwt_bearer, refresh_token)`}},
 		{fixture: "password-grant-username-missing", want: []string{
 			"orgs[0].grant.username: required for grant type password"}},
 		{fixture: "password-grant-password-missing", want: []string{
@@ -175,11 +175,11 @@ func invalidCases() []invalidCase {
 		{fixture: "introspection-client", want: []string{
 			"orgs[0].introspection.client.id: required (the OAuth client id; for Salesforce the connected app's consumer key)"}},
 		{fixture: "token-type-hint", want: []string{
-			`orgs[0].introspection.token_type_hint: must be access_token or refresh_token, got "id_token"`}},
+			`orgs[0].introspection.token_type_hint: must be access_token or refresh_token`}},
 		{fixture: "probe", want: []string{
-			`orgs[0].probe: must be userinfo, none, or an https URL called with the token, got "identity"`}},
+			`orgs[0].probe: must be userinfo, none, or an https URL called with the token`}},
 		{fixture: "token-mode", want: []string{
-			`orgs[0].token_mode: unknown mode "cached" (one of fresh, reuse)`}},
+			`orgs[0].token_mode: unknown mode (one of fresh, reuse)`}},
 		{fixture: "verify-signature-generic", want: []string{
 			"orgs[0].verify_signature: only provider salesforce signs token responses; remove verify_signature or set it to false"}},
 		{fixture: "verify-signature-no-secret", want: []string{
@@ -189,7 +189,7 @@ func invalidCases() []invalidCase {
 		{fixture: "tls-key-without-cert", want: []string{
 			"orgs[0].tls.cert_file: required when tls.key_file is set (the client certificate)"}},
 		{fixture: "tls-file-unreadable", want: []string{
-			"orgs[0].tls.ca_file: cannot read: open {dir}/missing-ca.pem: no such file or directory"}},
+			"orgs[0].tls.ca_file: cannot read: no such file or directory"}},
 		{fixture: "tls-not-pem", want: []string{
 			"orgs[0].tls.ca_file: no PEM certificate found in {dir}/not-pem.txt"}},
 		{fixture: "tls-key-mismatch", want: []string{
@@ -205,8 +205,8 @@ func invalidCases() []invalidCase {
 			"orgs[0].expect.min_lifetime: must not be negative, got -1h0m0s"}},
 		{fixture: "many", want: []string{
 			"alerting.failure_threshold: must be at least 1, got 0",
-			`alerting.webhooks[0].url: scheme "ftp" is not allowed; use https or http`,
-			`global.timeout: invalid duration "10 seconds" (use Go syntax, e.g. 10s or 1h30m)`,
+			`alerting.webhooks[0].url: the scheme is not allowed; use https or http`,
+			`global.timeout: invalid duration (use Go syntax, e.g. 10s or 1h30m)`,
 			"orgs[0].client.secret: required for auth_method client_secret_post (set secret, secret: ${ENV_VAR} or secret_file)",
 			"orgs[0].grant.password: required for grant type password (set password, password: ${ENV_VAR} or password_file; " +
 				"for Salesforce, the password followed by the security token)",

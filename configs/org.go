@@ -17,7 +17,6 @@ import (
 	"github.com/tokenwatch/tokenwatch/checks"
 )
 
-
 func (r *reader) org(s *section, index int, g Global, firstIndex map[string]int) Org {
 	o := Org{
 		Target: checks.Target{
@@ -52,7 +51,7 @@ func (r *reader) org(s *section, index int, g Global, firstIndex map[string]int)
 				"(the RFC 8414 or OpenID discovery document, e.g. https://idp.example.com/.well-known/openid-configuration)")
 		}
 	default:
-		r.probs.add(s.key("provider"), "unknown provider %q (one of salesforce, generic)", o.Provider)
+		r.probs.add(s.key("provider"), "unknown provider (one of salesforce, generic)")
 	}
 	for _, u := range []struct{ key, value string }{
 		{"url", o.URL}, {"discovery_url", o.DiscoveryURL}, {"token_url", o.Endpoints.Token},
@@ -90,7 +89,7 @@ func (r *reader) org(s *section, index int, g Global, firstIndex map[string]int)
 		if strings.Contains(o.Probe, "://") {
 			r.checkURL(s.key("probe"), o.Probe)
 		} else {
-			r.probs.add(s.key("probe"), "must be userinfo, none, or an https URL called with the token, got %q", o.Probe)
+			r.probs.add(s.key("probe"), "must be userinfo, none, or an https URL called with the token")
 		}
 	}
 
@@ -99,7 +98,7 @@ func (r *reader) org(s *section, index int, g Global, firstIndex map[string]int)
 		o.TokenMode = checks.TokenModeFresh
 	case checks.TokenModeFresh, checks.TokenModeReuse:
 	default:
-		r.probs.add(s.key("token_mode"), "unknown mode %q (one of fresh, reuse)", o.TokenMode)
+		r.probs.add(s.key("token_mode"), "unknown mode (one of fresh, reuse)")
 	}
 
 	if o.Provider == checks.ProviderSalesforce {
@@ -119,7 +118,7 @@ func (r *reader) checkName(s *section, index int, name string, firstIndex map[st
 	case name == "":
 		r.probs.add(path, "required (a unique name; it becomes the org label)")
 	case !validOrgName(name):
-		r.probs.add(path, "%q is not allowed: use letters, digits, '.', '_' and '-', starting with a letter or digit", name)
+		r.probs.add(path, "only letters, digits, '.', '_' and '-' are allowed, starting with a letter or digit")
 	default:
 		if first, seen := firstIndex[name]; seen {
 			r.probs.add(path, "duplicate name %q (first used by orgs[%d]); names must be unique", name, first)
@@ -155,7 +154,7 @@ func (r *reader) checkURL(path, raw string) {
 			r.probs.add(path, "plain http is allowed only to loopback hosts (localhost, 127.0.0.0/8, ::1) because credentials are sent; use https")
 		}
 	default:
-		r.probs.add(path, "scheme %q is not allowed; use https", u.Scheme)
+		r.probs.add(path, "the scheme is not allowed; use https")
 	}
 }
 
@@ -170,7 +169,7 @@ func (r *reader) absoluteURL(path, raw, where, hint string) *url.URL {
 		if errors.As(err, &urlErr) {
 			err = urlErr.Err
 		}
-		r.probs.add(path, "not a valid URL: %v", err)
+		r.probs.add(path, "not a valid URL: %s", urlProblem(err))
 		return nil
 	}
 	if u.User != nil {
@@ -195,7 +194,7 @@ func ParseSchedule(spec string) (cron.Schedule, error) { return scheduleParser.P
 // checkSchedule accepts what ParseSchedule accepts, but @every below 1s.
 func (r *reader) checkSchedule(path, spec string) {
 	if _, err := ParseSchedule(spec); err != nil {
-		r.probs.add(path, "invalid schedule %q: %v (e.g. \"@every 1m\" or \"*/5 * * * *\")", spec, err)
+		r.probs.add(path, "invalid schedule: %s (e.g. \"@every 1m\" or \"*/5 * * * *\")", scheduleProblem(spec, err))
 		return
 	}
 	// cron silently turns "@every 0s" or "@every -1m" into every second,
@@ -328,7 +327,7 @@ func (r *reader) client(s *section, provider, grantType string, t promconfig.TLS
 		}
 	case checks.AuthNone:
 	default:
-		r.probs.add(s.key("auth_method"), "unknown method %q (one of client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth, none)", c.AuthMethod)
+		r.probs.add(s.key("auth_method"), "unknown method (one of client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth, none)")
 	}
 	return c
 }
@@ -400,7 +399,7 @@ func (r *reader) grant(s *section, provider string) checks.Grant {
 			r.probs.add(s.key("refresh_token"), "required for grant type refresh_token (set refresh_token, refresh_token: ${ENV_VAR} or refresh_token_file)")
 		}
 	default:
-		r.probs.add(s.key("type"), "unknown grant type %q (one of password, client_credentials, jwt_bearer, refresh_token)", g.Type)
+		r.probs.add(s.key("type"), "unknown grant type (one of password, client_credentials, jwt_bearer, refresh_token)")
 	}
 	return g
 }
@@ -417,7 +416,7 @@ func (r *reader) introspection(s *section, provider string, t promconfig.TLSConf
 		in.TokenTypeHint = checks.HintAccessToken
 	case checks.HintAccessToken, checks.HintRefreshToken:
 	default:
-		r.probs.add(s.key("token_type_hint"), "must be access_token or refresh_token, got %q", in.TokenTypeHint)
+		r.probs.add(s.key("token_type_hint"), "must be access_token or refresh_token")
 	}
 	return in
 }
@@ -508,7 +507,9 @@ func readFile(path string) ([]byte, error) {
 func readBounded(path string, limit int64) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read: %w", err)
+		// Without the path: one that cannot be opened may be a secret typed
+		// into a *_file key. The field path says which file it is.
+		return nil, fmt.Errorf("cannot read: %w", withoutPath(err))
 	}
 	defer f.Close()
 	info, err := f.Stat()

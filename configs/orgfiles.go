@@ -49,7 +49,7 @@ func (r *reader) orgFilePatterns(root *section) (out []string, given bool) {
 		}
 		abs := r.resolve(p)
 		if _, err := filepath.Match(abs, ""); err != nil {
-			r.probs.add(path, "invalid glob %q: %v (use *, ? and [...] as in orgs.d/*.yml)", p, err)
+			r.probs.add(path, "invalid glob: %v (use *, ? and [...] as in orgs.d/*.yml)", err)
 			continue
 		}
 		out = append(out, abs)

@@ -138,7 +138,7 @@ func TestOrgFilesProblems(t *testing.T) {
 			},
 			want: []string{
 				"orgs.d/acme.yml: [2].colour: unknown key",
-				"orgs.d/acme.yml: [2].grant.password_file: cannot read: open {dir}/orgs.d/missing/password: no such file or directory",
+				"orgs.d/acme.yml: [2].grant.password_file: cannot read: no such file or directory",
 			},
 		},
 		{
@@ -180,7 +180,7 @@ func TestOrgFilesProblems(t *testing.T) {
 			name:  "bad patterns",
 			files: map[string]string{"tokenwatch.yml": "org_files: [\"orgs.d/[a-\", \"\", 3]\n"},
 			want: []string{
-				`org_files[0]: invalid glob "orgs.d/[a-": syntax error in pattern (use *, ? and [...] as in orgs.d/*.yml)`,
+				`org_files[0]: invalid glob: syntax error in pattern (use *, ? and [...] as in orgs.d/*.yml)`,
 				"org_files[1]: empty pattern (a glob such as orgs.d/*.yml)",
 				"org_files[2]: must be a string, got a number (quote the value)",
 			},

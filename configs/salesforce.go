@@ -168,7 +168,7 @@ func (r *reader) refreshTokenPolicy(s *section, grantType string) checks.Refresh
 		}
 		d, err := model.ParseDuration(v)
 		if err != nil {
-			r.probs.add(ps.key(k), "invalid duration %q (e.g. 90d, 1y, 12h)", v)
+			r.probs.add(ps.key(k), "invalid duration (e.g. 90d, 1y, 12h)")
 			return 0
 		}
 		if d <= 0 {

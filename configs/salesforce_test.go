@@ -162,7 +162,7 @@ orgs:
 		t.Errorf("policy %+v", p)
 	}
 	for yaml, want := range map[string]string{
-		`{expire_if_unused: soon}`: `orgs[0].grant.refresh_token_policy.expire_if_unused: invalid duration "soon"`,
+		`{expire_if_unused: soon}`: `orgs[0].grant.refresh_token_policy.expire_if_unused: invalid duration`,
 		`{expire_if_unused: 0d}`:   `orgs[0].grant.refresh_token_policy.expire_if_unused: must be more than 0`,
 		`{expire_never: 1d}`:       `orgs[0].grant.refresh_token_policy.expire_never: unknown key`,
 	} {
