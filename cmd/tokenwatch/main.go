@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 
@@ -44,41 +45,81 @@ type cli struct {
 	externalURL string
 }
 
-func realMain(args []string, stdout, stderr io.Writer) int {
-	if version.Version == "" {
-		version.Version = "dev"
-	}
-	c := &cli{log: &promslog.Config{Writer: stderr}}
-	app := kingpin.New("tokenwatch", "Watches OAuth 2.0 token issuance and introspection for every configured org, and exports what it sees to Prometheus.")
-	app.UsageWriter(stderr)
+// appHelp is the one line of `tokenwatch --help` above the commands.
+const appHelp = "Monitors OAuth 2.0 connections and exports what it sees to Prometheus."
+
+// commands are the parsed command line's subcommands, by their names.
+type commands struct {
+	run, checkConfig, diagnose, demo, version *kingpin.CmdClause
+	// demoWeb and demo are the demo's listener and options.
+	demoWeb  *web.FlagConfig
+	demoOpts *demoOptions
+}
+
+// newApp defines the command line: its flags fill c. Help goes to stdout
+// (tokenwatch --help | less), errors to stderr.
+func newApp(c *cli, stdout, stderr io.Writer) (*kingpin.Application, *commands) {
+	setVersionDefaults()
+	app := kingpin.New("tokenwatch", appHelp)
+	app.UsageWriter(stdout)
 	app.ErrorWriter(stderr)
 	app.HelpFlag.Short('h')
 	app.Version(version.Print("tokenwatch"))
 	promslogflag.AddFlags(app, c.log)
+	cmds := &commands{}
 
-	run := app.Command("run", "Run the daemon (the default command).").Default()
-	run.Flag("config.file", "tokenwatch configuration file.").Default("tokenwatch.yml").StringVar(&c.configFile)
-	run.Flag("shard", "Check only the orgs whose name hashes to this shard, as i/N (e.g. a StatefulSet ordinal: 0/3).").Default("").StringVar(&c.shard)
-	run.Flag("storage.path", "Directory of the durable state: rotated refresh tokens, alert state, last results (mode 0700, one instance per directory).").
-		Default("data/").StringVar(&c.storage)
-	c.web = kingpinflag.AddFlags(run, defaultListen)
-	run.Flag("web.external-url", externalURLHelp).Default("").StringVar(&c.externalURL)
+	configHelp := "Configuration file of tokenwatch (YAML: global settings, orgs, alerting; see docs/configuration.md)."
+	cmds.run = app.Command("run", "Run the daemon (the default command): check every org on its schedule, serve "+
+		"/metrics, /probe and the status page, send alerts. SIGHUP or POST /-/reload reloads the configuration.").Default()
+	cmds.run.Flag("config.file", configHelp).Default("tokenwatch.yml").StringVar(&c.configFile)
+	cmds.run.Flag("shard", "Check only the orgs whose name hashes to shard i of N replicas (e.g. 0/3 for the first "+
+		"pod of a three-replica StatefulSet). Unset: every org.").PlaceHolder("i/N").StringVar(&c.shard)
+	cmds.run.Flag("storage.path", "Directory of the durable state: rotated refresh tokens, alert state and last results "+
+		"(made with mode 0700; one tokenwatch per directory).").Default("data/").StringVar(&c.storage)
+	c.web = kingpinflag.AddFlags(cmds.run, defaultListen)
+	cmds.run.Flag("web.external-url", externalURLHelp).PlaceHolder("URL").StringVar(&c.externalURL)
 
-	checkConfig := app.Command("check-config", "Validate the configuration file; exit 0 when valid, 1 listing every problem.")
-	checkConfig.Flag("config.file", "tokenwatch configuration file.").Default("tokenwatch.yml").StringVar(&c.configFile)
+	cmds.checkConfig = app.Command("check-config", "Validate the configuration file: exit 0 when valid, "+
+		"1 naming every problem by its field path.")
+	cmds.checkConfig.Flag("config.file", configHelp).Default("tokenwatch.yml").StringVar(&c.configFile)
 
-	diagnose := app.Command("diagnose", "Run each org's check once and explain it step by step. Exit 0 all healthy, 1 some unhealthy, 2 usage or config error.")
-	diagnose.Flag("config.file", "tokenwatch configuration file.").Default("tokenwatch.yml").StringVar(&c.configFile)
-	diagnose.Flag("org", "Check only this org (repeatable).").StringsVar(&c.orgs)
-	diagnose.Flag("output", "Output format: text or json.").Default("text").EnumVar(&c.output, "text", "json")
+	cmds.diagnose = app.Command("diagnose", "Run each org's check once and explain it step by step, with the fix. "+
+		"Exit 0 all healthy, 1 some unhealthy, 2 usage or configuration error.")
+	cmds.diagnose.Flag("config.file", configHelp).Default("tokenwatch.yml").StringVar(&c.configFile)
+	cmds.diagnose.Flag("org", "Check only this org (repeat the flag for more). Unset: every org.").PlaceHolder("NAME").StringsVar(&c.orgs)
+	cmds.diagnose.Flag("output", "Output format: text for people, json for scripts.").Default("text").EnumVar(&c.output, "text", "json")
 
-	demo := app.Command("demo", "Start simulated Salesforce-like orgs in-process and run the agent against them.")
-	demoWeb := kingpinflag.AddFlags(demo, defaultListen)
-	demoOpts := addDemoFlags(demo)
-	demo.Flag("storage.path", "Directory of the durable state; empty: a temporary one, removed at exit.").Default("").StringVar(&c.storage)
-	demo.Flag("web.external-url", externalURLHelp).Default("").StringVar(&c.externalURL)
+	cmds.demo = app.Command("demo", "Run the agent against simulated Salesforce-like orgs in-process, "+
+		"and print the URLs to open.")
+	cmds.demoWeb = kingpinflag.AddFlags(cmds.demo, defaultListen)
+	cmds.demoOpts = addDemoFlags(cmds.demo)
+	cmds.demo.Flag("storage.path", "Directory of the durable state. Unset: a temporary one, removed at exit.").
+		PlaceHolder("DIR").StringVar(&c.storage)
+	cmds.demo.Flag("web.external-url", externalURLHelp).PlaceHolder("URL").StringVar(&c.externalURL)
 
-	versionCmd := app.Command("version", "Print the version.")
+	cmds.version = app.Command("version", "Print the version, revision, branch, build date and Go version.")
+	return app, cmds
+}
+
+// setVersionDefaults fills in the version of a binary built without the
+// release's -ldflags (-X github.com/prometheus/common/version.Version=...,
+// as .goreleaser.yaml and deploy/Dockerfile set it): the module version of
+// `go install ...@vX.Y.Z`, else "dev".
+func setVersionDefaults() {
+	if version.Version != "" {
+		return
+	}
+	version.Version = "dev"
+	if bi, ok := debug.ReadBuildInfo(); ok && strings.HasPrefix(bi.Main.Version, "v") {
+		version.Version = strings.TrimPrefix(bi.Main.Version, "v")
+	}
+}
+
+func realMain(args []string, stdout, stderr io.Writer) int {
+	c := &cli{log: &promslog.Config{Writer: stderr}}
+	app, cmds := newApp(c, stdout, stderr)
+	run, checkConfig, diagnose, demo, versionCmd := cmds.run, cmds.checkConfig, cmds.diagnose, cmds.demo, cmds.version
+	demoWeb, demoOpts := cmds.demoWeb, cmds.demoOpts
 
 	cmd, err := app.Parse(args)
 	if err != nil {
