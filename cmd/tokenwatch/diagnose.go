@@ -187,6 +187,9 @@ func writeDiagnosis(w io.Writer, d diagnosis, now time.Time) {
 	}
 	f := r.Token
 	fmt.Fprintf(w, "  token:     %s\n", tokenSummary(f, now))
+	if org := orgSummary(r, now); org != "" {
+		fmt.Fprintf(w, "  org:       %s\n", org)
+	}
 	state := "HEALTHY"
 	if !r.Success() {
 		state = "UNHEALTHY"
@@ -226,6 +229,40 @@ func tokenSummary(f checks.TokenFacts, now time.Time) string {
 		parts = append(parts, "server clock differs by "+f.ClockSkew.String())
 	}
 	return strings.Join(parts, ", ")
+}
+
+// Warning horizons of orgSummary, as the shipped rules have them.
+const (
+	signingCertWarning  = 30 * 24 * time.Hour
+	refreshTokenWarning = 14 * 24 * time.Hour
+	apiRequestsWarning  = 0.1
+)
+
+// orgSummary says what the check learned about the org beyond the token:
+// its daily API allowance, and when the signing certificate and the
+// refresh token expire; each with a warning when it is close.
+func orgSummary(r *checks.Result, now time.Time) string {
+	var parts []string
+	if a := r.APIRequests; a != nil {
+		s := fmt.Sprintf("daily API requests %d of %d remaining", a.Remaining, a.Max)
+		if a.Max > 0 && float64(a.Remaining) < apiRequestsWarning*float64(a.Max) {
+			s += " (WARNING: below 10%; at 0 every integration of the org gets REQUEST_LIMIT_EXCEEDED)"
+		}
+		parts = append(parts, s)
+	}
+	expiry := func(what string, at time.Time, warn time.Duration) {
+		if at.IsZero() {
+			return
+		}
+		s := fmt.Sprintf("%s expires %s (in %s)", what, at.UTC().Format(time.RFC3339), at.Sub(now).Round(time.Hour))
+		if at.Sub(now) < warn {
+			s += " (WARNING)"
+		}
+		parts = append(parts, s)
+	}
+	expiry("signing certificate (grant.certificate_file)", r.SigningCertExpiry, signingCertWarning)
+	expiry("refresh token (grant.refresh_token_policy)", r.RefreshTokenExpiry, refreshTokenWarning)
+	return strings.Join(parts, "; ")
 }
 
 func ms(d time.Duration) string {
