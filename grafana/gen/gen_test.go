@@ -52,7 +52,10 @@ func TestDashboardDecodesStrictlyAndValidates(t *testing.T) {
 	// Without the panel and query plugins the SDK decodes panel options and
 	// queries loosely; with them every field of every panel is checked.
 	plugins.RegisterDefaultPlugins()
-	var d dashboard.Dashboard
+	// The SDK's classic model is deprecated in favour of the v2 schema, but
+	// the classic JSON is what the generator writes and Grafana imports:
+	// checking the file against it is the point.
+	var d dashboard.Dashboard //nolint:staticcheck // see above
 	if err := sdkErr(d.UnmarshalJSONStrict(readCommitted(t))); err != nil {
 		t.Fatalf("strict decoding: %v", err)
 	}
@@ -97,6 +100,9 @@ type (
 		Query      any    `json:"query"`
 		Datasource *dsRef `json:"datasource"`
 		Refresh    int    `json:"refresh"`
+		Multi      bool   `json:"multi"`
+		IncludeAll bool   `json:"includeAll"`
+		AllValue   string `json:"allValue"`
 	}
 )
 
@@ -149,7 +155,12 @@ func TestDashboardRowsAndVariables(t *testing.T) {
 		ds        string
 	}{
 		{datasourceVar, "datasource", "prometheus", ""},
-		{orgVar, "query", "label_values(tokenwatch_org_info, org)", "${datasource}"},
+		{jobVar, "query", "label_values(tokenwatch_build_info, job)", "${datasource}"},
+		{instanceVar, "query", `label_values(tokenwatch_build_info{job=~"$job"}, instance)`, "${datasource}"},
+		{teamVar, "query", `label_values(tokenwatch_org_info{job=~"$job",instance=~"$instance"}, team)`, "${datasource}"},
+		{envVar, "query", `label_values(tokenwatch_org_info{job=~"$job",instance=~"$instance",team=~"$team"}, env)`, "${datasource}"},
+		{labelsVar, "textbox", "", ""},
+		{orgVar, "query", `label_values(tokenwatch_org_info{job=~"$job",instance=~"$instance",team=~"$team",env=~"$env",$labels}, org)`, "${datasource}"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -165,15 +176,61 @@ func TestDashboardRowsAndVariables(t *testing.T) {
 			}
 		})
 	}
-	if v := vars[orgVar]; v.Refresh == 0 {
-		t.Error("the org list is never refreshed: new orgs would not appear")
+	for _, name := range []string{jobVar, instanceVar, teamVar, envVar, orgVar} {
+		v := vars[name]
+		if v.Refresh == 0 {
+			t.Errorf("%s: the list is never refreshed: new values would not appear", name)
+		}
+		// "All" as a list of every org would be a regular expression of
+		// 10,000 names in every query.
+		if !v.Multi || !v.IncludeAll || v.AllValue != ".*" {
+			t.Errorf("%s: multi %v, includeAll %v, allValue %q; want a multi-value variable whose All is .*", name, v.Multi, v.IncludeAll, v.AllValue)
+		}
 	}
 }
 
 // coreTypes are the panel plugins every Grafana from 10 on has built in.
 var coreTypes = []string{"stat", "timeseries", "table", "bargauge", "state-timeline"}
 
-var orgSelector = regexp.MustCompile(`\{[^}]*org="\$org"[^}]*\}`)
+var (
+	// selectors finds every series selector of a tokenwatch metric.
+	selectors = regexp.MustCompile(`\btokenwatch_\w+(\{[^}]*\})?`)
+	// pickedOrgsRE is the join that keeps to the orgs the variables pick.
+	pickedOrgsRE = regexp.MustCompile(`\band on \(org\) tokenwatch_org_info\{[^}]*\}|group_left \(team, env\) tokenwatch_org_info\{[^}]*\}|^tokenwatch_org_info\{[^}]*\}$|count\(tokenwatch_org_info\{[^}]*\}\)`)
+)
+
+// followsVariables says why expr, a query of row, does not keep to what
+// the dashboard's variables pick; "" when it does. Every selector keeps to
+// the job and instance picked; outside the tokenwatch row, every selector
+// keeps to the orgs picked and the query joins with tokenwatch_org_info
+// for the label variables.
+func followsVariables(row, expr string) string {
+	for _, m := range selectors.FindAllStringSubmatch(expr, -1) {
+		if !strings.Contains(m[1], `job=~"$job"`) || !strings.Contains(m[1], `instance=~"$instance"`) {
+			return m[0] + " does not keep to $job and $instance"
+		}
+		if row == rowAgent {
+			continue
+		}
+		if !strings.Contains(m[1], `org=~"$org"`) {
+			return m[0] + " does not keep to $org"
+		}
+		if strings.HasPrefix(m[0], "tokenwatch_org_info{") {
+			for _, v := range []string{`team=~"$team"`, `env=~"$env"`, `,$labels}`} {
+				if !strings.Contains(m[1], v) {
+					return m[0] + " does not keep to " + v
+				}
+			}
+		}
+	}
+	if row != rowAgent && !pickedOrgsRE.MatchString(expr) {
+		return "no join with tokenwatch_org_info: the label variables do not apply"
+	}
+	if row == rowAgent && strings.Contains(expr, "$org") {
+		return "the tokenwatch row's series have no org"
+	}
+	return ""
+}
 
 func TestDashboardPanels(t *testing.T) {
 	b := decodeBoard(t)
@@ -206,10 +263,8 @@ func TestDashboardPanels(t *testing.T) {
 					if q.Datasource == nil || q.Datasource.UID != "${datasource}" {
 						t.Errorf("query %s: data source %+v, want the datasource variable", q.RefID, q.Datasource)
 					}
-					// The org row follows the org variable; the others show every org.
-					inOrgRow := row == rowOrg
-					if follows := orgSelector.MatchString(q.Expr); follows != inOrgRow {
-						t.Errorf("query %s: %s: selects $org = %v, want %v", q.RefID, q.Expr, follows, inOrgRow)
+					if why := followsVariables(row, q.Expr); why != "" {
+						t.Errorf("query %s: %s: %s", q.RefID, q.Expr, why)
 					}
 				}
 			})
