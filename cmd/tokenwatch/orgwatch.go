@@ -105,17 +105,25 @@ func (w *orgFileWatcher) syncLocked() {
 }
 
 // relevant reports whether a change to path can change the orgs, and
-// whether it creates a directory on the way to a wanted one.
+// whether it creates a directory on the way to a wanted one. Besides the
+// org files, any other file next to them counts: the secret files an org
+// file names are kept there (one Kubernetes Secret per org holds both),
+// and a file written after its org file must still reload. Hidden files
+// (editors' swap files, Kubernetes' ..2026_... directories) do not count.
 func (w *orgFileWatcher) relevant(path string) (change, resync bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	base := filepath.Base(path)
 	for _, d := range w.wanted {
 		if d == path || strings.HasPrefix(d, path+string(filepath.Separator)) {
 			return true, true
 		}
-		if filepath.Base(path) == "..data" && filepath.Dir(path) == filepath.Dir(d) {
+		if base == "..data" && filepath.Dir(path) == filepath.Dir(d) {
 			// The parent of a symlinked directory swapped its volume.
 			return true, true
+		}
+		if filepath.Dir(path) == d && !strings.HasPrefix(base, ".") {
+			return true, false
 		}
 	}
 	return w.files.WatchedFile(path), false
