@@ -99,6 +99,10 @@ type alerter struct {
 	// active counts the active alerts of every org, so that the re-send
 	// tick costs nothing while none is.
 	active int
+	// order makes messages leave in the order their changes were made under
+	// mu, though the durable write before some of them is waited for
+	// outside it (unlockAndSend).
+	order sendOrder
 }
 
 // orgAlerts is the alert state of one org.
@@ -180,8 +184,14 @@ func (a *alerter) configure(cfg configs.Alerting) {
 // alerts re-sent under the new labels.
 func (a *alerter) setOrgs(orgs []configs.Org, infos map[string]checks.Info) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	locked := true
+	defer func() {
+		if locked {
+			a.mu.Unlock()
+		}
+	}()
 	now := a.clock()
+	var waits []func()
 	var msgs []alerting.Message
 	keep := map[string]bool{}
 	for _, o := range orgs {
@@ -229,18 +239,24 @@ func (a *alerter) setOrgs(orgs []configs.Org, infos map[string]checks.Info) {
 		if len(oa.unsent) > 0 {
 			a.removed[name] = oa
 		}
-		a.saveLocked(oa, true)
+		waits = append(waits, a.saveLocked(oa, true))
 	}
 	for name := range keep {
-		a.saveLocked(a.orgs[name], len(msgs) > 0)
+		waits = append(waits, a.saveLocked(a.orgs[name], len(msgs) > 0))
 	}
-	a.sendLocked(msgs)
+	locked = false
+	a.unlockAndSend(waits, msgs)
 }
 
 // observe runs the state machine on a finished check.
 func (a *alerter) observe(org string, res *checks.Result) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	locked := true
+	defer func() {
+		if locked {
+			a.mu.Unlock()
+		}
+	}()
 	oa, ok := a.orgs[org]
 	if !ok {
 		return
@@ -289,8 +305,9 @@ func (a *alerter) observe(org string, res *checks.Result) {
 	}
 	// A firing or a resolve is written before it is sent: a crash must not
 	// undo it (re-fire a resolved alert, or fire one again as new).
-	a.saveLocked(oa, len(msgs) > 0)
-	a.sendLocked(msgs)
+	wait := a.saveLocked(oa, len(msgs) > 0)
+	locked = false
+	a.unlockAndSend([]func(){wait}, msgs)
 }
 
 // tick re-sends the firing alerts whose resend_interval has passed, or
@@ -361,7 +378,7 @@ func (a *alerter) sendFiringTo(names []string) {
 		}
 	}
 	if len(msgs) > 0 {
-		a.sender.SendTo(names, msgs...)
+		a.order.inTurn(a.order.ticket(), func() { a.sender.SendTo(names, msgs...) })
 	}
 }
 
@@ -500,11 +517,69 @@ func (a *alerter) accepted(org, name, fingerprint string, generation uint64, des
 }
 
 func (a *alerter) sendLocked(msgs []alerting.Message) {
-	// Sent under the lock, so that a resolve is never queued before the
+	// In the lock's order, so that a resolve is never queued before the
 	// firing message it follows.
 	if len(msgs) > 0 && a.sender != nil {
-		a.sender.Send(msgs...)
+		a.order.inTurn(a.order.ticket(), func() { a.sender.Send(msgs...) })
 	}
+}
+
+// unlockAndSend releases the lock, waits for the durable writes that msgs
+// follow (waits: saveLocked's), then sends msgs in the order the lock gave
+// them. Waiting outside the lock lets the writes of many orgs that change
+// at once (their server went down) share one commit of the store instead
+// of taking turns at one each.
+func (a *alerter) unlockAndSend(waits []func(), msgs []alerting.Message) {
+	send := len(msgs) > 0 && a.sender != nil
+	var turn uint64
+	if send {
+		turn = a.order.ticket()
+	}
+	a.mu.Unlock()
+	for _, w := range waits {
+		if w != nil {
+			w()
+		}
+	}
+	if send {
+		a.order.inTurn(turn, func() { a.sender.Send(msgs...) })
+	}
+}
+
+// sendOrder hands out turns to send and lets each go in its turn.
+type sendOrder struct {
+	mu           sync.Mutex
+	cond         *sync.Cond
+	issued, next uint64
+}
+
+// ticket returns the next turn; take it under the alerter's lock.
+func (o *sendOrder) ticket() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	t := o.issued
+	o.issued++
+	return t
+}
+
+// inTurn runs send when every earlier turn has run; every ticket taken must
+// come here once.
+func (o *sendOrder) inTurn(turn uint64, send func()) {
+	o.mu.Lock()
+	if o.cond == nil {
+		o.cond = sync.NewCond(&o.mu)
+	}
+	for o.next != turn {
+		o.cond.Wait()
+	}
+	o.mu.Unlock()
+	defer func() {
+		o.mu.Lock()
+		o.next++
+		o.cond.Broadcast()
+		o.mu.Unlock()
+	}()
+	send()
 }
 
 func sortedStates(oa *orgAlerts) []*alertState {

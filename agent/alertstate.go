@@ -45,22 +45,23 @@ type storedVerdict struct {
 }
 
 // saveLocked writes the org's alert state to the store when it changed
-// since the last write, durably before it returns when now is set; an org
-// with nothing pending has no record.
-func (a *alerter) saveLocked(oa *orgAlerts, now bool) {
+// since the last write; an org with nothing pending has no record. When
+// now is set, the write is durable once the function it returns has
+// returned: call that after releasing the lock (unlockAndSend).
+func (a *alerter) saveLocked(oa *orgAlerts, now bool) (wait func()) {
 	if a.store == nil || oa == nil {
-		return
+		return nil
 	}
 	write := a.store.put
 	if now {
-		write = a.store.putNow
+		write = func(b store.Bucket, key string, raw []byte) { wait = a.store.putDurable(b, key, raw) }
 	}
 	if len(oa.alerts) == 0 && len(oa.unsent) == 0 {
 		if oa.saved != nil {
 			oa.saved = nil
 			write(store.Alerts, oa.info.Name, nil)
 		}
-		return
+		return wait
 	}
 	rec := storedAlerts{Info: oa.info, TokenMode: oa.tokenMode, Interval: oa.interval.Seconds()}
 	for _, st := range sortedStates(oa) {
@@ -75,10 +76,11 @@ func (a *alerter) saveLocked(oa *orgAlerts, now bool) {
 	}
 	raw, err := json.Marshal(rec)
 	if err != nil || slices.Equal(raw, oa.saved) {
-		return
+		return nil
 	}
 	oa.saved = raw
 	write(store.Alerts, oa.info.Name, raw)
+	return wait
 }
 
 // load reads the alert state of before a restart. Orgs no longer configured

@@ -49,7 +49,7 @@ func (s *rtSim) config(t *testing.T, team, token string) *configs.Config {
 	return c
 }
 
-func openStore(t *testing.T, dir string) *store.Store {
+func openStore(t testing.TB, dir string) *store.Store {
 	t.Helper()
 	st, err := store.Open(dir, nil)
 	if err != nil {

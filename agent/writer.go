@@ -32,6 +32,11 @@ type stateWriter struct {
 	stop    chan struct{}
 	done    chan struct{}
 	running bool
+	// taken counts the batches flushes took from pending, flushed the
+	// batches whose writes ended; flushedCond (on mu) tells putDurable's
+	// waiters.
+	taken, flushed uint64
+	flushedCond    *sync.Cond
 }
 
 type stateKey struct {
@@ -41,7 +46,7 @@ type stateKey struct {
 
 // writeParallel bounds the writes in flight; the store coalesces them into
 // one commit.
-const writeParallel = 16
+const writeParallel = 128
 
 // retryWait spaces the attempts after a failed write.
 const retryWait = time.Second
@@ -51,8 +56,10 @@ func newStateWriter(st *store.Store, logger *slog.Logger, in Instruments) *state
 	if st == nil {
 		return nil
 	}
-	return &stateWriter{st: st, logger: logger, instruments: in, pending: map[stateKey][]byte{},
+	w := &stateWriter{st: st, logger: logger, instruments: in, pending: map[stateKey][]byte{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	w.flushedCond = sync.NewCond(&w.mu)
+	return w
 }
 
 func (w *stateWriter) put(b store.Bucket, key string, raw []byte) {
@@ -86,6 +93,39 @@ func (w *stateWriter) putNow(b store.Bucket, key string, raw []byte) {
 	if !w.write(k, raw) {
 		// Retried by the next flush, unless a newer value comes first.
 		w.put(b, key, raw)
+	}
+}
+
+// putDurable hands a value to the next flush and returns a function that
+// waits until that flush has written it (or failed to, leaving it pending
+// for the next): putNow's promise, but the writes of many callers share one
+// commit. Call the function without holding a lock a flush needs. Before
+// start and after close it writes at once, as putNow does.
+func (w *stateWriter) putDurable(b store.Bucket, key string, raw []byte) (wait func()) {
+	if w == nil {
+		return func() {}
+	}
+	w.mu.Lock()
+	if !w.running {
+		w.mu.Unlock()
+		w.putNow(b, key, raw)
+		return func() {}
+	}
+	w.pending[stateKey{b, key}] = raw
+	// The batch that takes the value is the next one taken.
+	need := w.taken + 1
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	return func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		// A flush always comes: the loop's, or close's last one.
+		for w.flushed < need {
+			w.flushedCond.Wait()
+		}
 	}
 }
 
@@ -176,7 +216,15 @@ func (w *stateWriter) flush() bool {
 	w.mu.Lock()
 	batch := w.pending
 	w.pending = map[stateKey][]byte{}
+	w.taken++
+	this := w.taken
 	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.flushed = this
+		w.flushedCond.Broadcast()
+		w.mu.Unlock()
+	}()
 	if len(batch) == 0 {
 		return true
 	}
