@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"fmt"
@@ -65,7 +66,6 @@ type metricsHandler struct {
 	// (Collector.collectInfo); fams the families by descriptor.
 	infoDescs map[string]*prometheus.Desc
 	fams      map[*prometheus.Desc]*family
-	body      bytes.Buffer
 	// sorted is the listed orgs in name order, for the scrape being written.
 	sorted []string
 }
@@ -107,8 +107,14 @@ var gzipWriters = sync.Pool{New: func() any {
 func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.body.Reset()
-	if err := h.write(&h.body); err != nil {
+	// Everything that can fail happens before the first byte is written,
+	// so that a failure is a 500 and not a cut exposition.
+	others, err := h.g.Gather()
+	var fams []*family
+	if err == nil {
+		fams, err = h.orgLines(time.Now())
+	}
+	if err != nil {
 		h.logger.Error("error gathering metrics", "err", err)
 		h.errors.WithLabelValues("gathering").Inc()
 		http.Error(w, "An error has occurred while gathering metrics: "+err.Error(), http.StatusInternalServerError)
@@ -116,22 +122,30 @@ func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	hdr := w.Header()
 	hdr.Set("Content-Type", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
-	var out io.Writer = w
+	hdr.Add("Vary", "Accept-Encoding")
+	// Written as it is produced: at 10,000 orgs the body is about 10 MB,
+	// which a buffer would hold for nothing between scrapes.
+	bw := bufio.NewWriterSize(w, 32<<10)
+	var out io.Writer = bw
 	if acceptsGzip(r.Header.Get("Accept-Encoding")) {
 		hdr.Set("Content-Encoding", "gzip")
-		hdr.Add("Vary", "Accept-Encoding")
 		gz := gzipWriters.Get().(*gzip.Writer)
-		gz.Reset(w)
+		gz.Reset(bw)
 		defer func() {
-			gz.Close()
 			gz.Reset(nil)
 			gzipWriters.Put(gz)
 		}()
 		out = gz
-	} else {
-		hdr.Set("Content-Length", strconv.Itoa(h.body.Len()))
 	}
-	if _, err := out.Write(h.body.Bytes()); err != nil {
+	err = h.write(out, others, fams)
+	if gz, ok := out.(*gzip.Writer); ok && err == nil {
+		err = gz.Close()
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		// The scraper went away, or an encoding failed mid-way.
 		h.errors.WithLabelValues("encoding").Inc()
 		h.logger.Debug("error writing metrics", "err", err)
 	}
@@ -150,15 +164,10 @@ func acceptsGzip(header string) bool {
 	return false
 }
 
-// write writes the whole metricsHandler to b.
-func (h *metricsHandler) write(b *bytes.Buffer) error {
-	others, gatherErr := h.g.Gather()
-	fams, err := h.orgLines(time.Now())
-	if err != nil {
-		return err
-	}
-	// Both lists are in name order: merge them.
-	enc := expfmt.NewEncoder(b, expfmt.NewFormat(expfmt.TypeTextPlain))
+// write writes the exposition: the families of others (gathered) and of
+// the orgs' lines, merged in name order.
+func (h *metricsHandler) write(w io.Writer, others []*dto.MetricFamily, fams []*family) error {
+	enc := expfmt.NewEncoder(w, expfmt.NewFormat(expfmt.TypeTextPlain))
 	i := 0
 	for _, f := range fams {
 		for ; i < len(others) && others[i].GetName() < f.name; i++ {
@@ -166,11 +175,15 @@ func (h *metricsHandler) write(b *bytes.Buffer) error {
 				return err
 			}
 		}
-		b.WriteString(f.header)
+		if _, err := io.WriteString(w, f.header); err != nil {
+			return err
+		}
 		for _, o := range h.sorted {
 			for _, l := range h.orgs[o].lines {
 				if l.fam == f {
-					b.Write(l.text)
+					if _, err := w.Write(l.text); err != nil {
+						return err
+					}
 				}
 			}
 		}
@@ -180,7 +193,7 @@ func (h *metricsHandler) write(b *bytes.Buffer) error {
 			return err
 		}
 	}
-	return gatherErr
+	return nil
 }
 
 // orgLines brings the lines of every org the Collector's Source lists up

@@ -311,3 +311,22 @@ func TestValuesAreRounded(t *testing.T) {
 		}
 	}
 }
+
+// A registry that cannot be gathered makes the scrape fail whole (a 500, as
+// promhttp answers), never a cut exposition.
+func TestHandlerFailsWholeOnGatherError(t *testing.T) {
+	src := newSource(betaInfo())
+	c := NewCollector(src)
+	reg := prometheus.NewRegistry()
+	broken := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		return nil, fmt.Errorf("collector exploded")
+	})
+	rec := httptest.NewRecorder()
+	c.Handler(broken, reg, slog.New(slog.DiscardHandler)).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusInternalServerError || !strings.Contains(rec.Body.String(), "collector exploded") {
+		t.Fatalf("got %d: %s", rec.Code, rec.Body)
+	}
+	if strings.Contains(rec.Body.String(), "tokenwatch_org_info") {
+		t.Errorf("a failed scrape carries series:\n%s", rec.Body)
+	}
+}
