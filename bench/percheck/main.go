@@ -593,7 +593,7 @@ const (
 func serveOrg(useTLS bool) error {
 	org := orgsim.New(orgsim.Options{})
 	org.AddUser(orgsim.User{Username: "integration@percheck.example", Password: "x"})
-	org.AddApp(orgsim.App{ClientID: orgClientID, ClientSecret: orgClientSecret, RunAsUser: "integration@percheck.example", Scope: "api"})
+	org.AddApp(orgsim.App{ClientID: orgClientID, ClientSecret: orgClientSecret, RunAsUser: "integration@percheck.example", Scope: "api id"})
 	start := org.Start
 	if useTLS {
 		start = org.StartTLS
