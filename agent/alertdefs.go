@@ -119,6 +119,9 @@ const (
 	// it: the resource call or the revocation failed (resource_rejected,
 	// revoke_failed, any failure at the probe or revoke step).
 	AlertCheckFailing = "TokenCheckFailing"
+	// AlertSigningCertificateExpiresSoon: grant.certificate_file expires
+	// within alerting.signing_certificate_threshold.
+	AlertSigningCertificateExpiresSoon = "TokenSigningCertificateExpiresSoon"
 )
 
 // Severities (the severity label).
@@ -273,6 +276,24 @@ var Alerts = []AlertDef{
 			`probe URL; for revoke_failed, revocation_url and the client's permission to revoke.`,
 	},
 
+	{
+		Name:     AlertSigningCertificateExpiresSoon,
+		Severity: SeverityWarning,
+		// The agent: signingCertificate (alerting.signing_certificate_threshold).
+		Expr: perOrg(fmt.Sprintf(`(tokenwatch_signing_certificate_expiry_timestamp_seconds - time() < %g * 86400)`,
+			configs.DefaultSigningCertificateThreshold.Hours()/24)),
+		For: time.Hour,
+		When: fmt.Sprintf("the certificate of the org's jwt_bearer key (`grant.certificate_file`) expires in less than %s "+
+			"(the agent: `alerting.signing_certificate_threshold`)", model.Duration(configs.DefaultSigningCertificateThreshold)),
+		Comment: "The connected app's certificate (grant.certificate_file) expires within 30 days: on that day the JWT bearer flow stops, and Salesforce sends no warning. The threshold is the agent's default alerting.signing_certificate_threshold; change 30 in this rule to warn earlier or later.",
+		Summary: `The signing certificate of org {{ $labels.org }} expires in {{ $value | humanizeDuration }}`,
+		Description: `The certificate uploaded to the connected app of org {{ $labels.org }} for its JWT bearer key ` +
+			`(grant.certificate_file) expires in {{ $value | humanizeDuration }}, less than 30 days. From then on every ` +
+			`login fails (invalid_grant), and Salesforce sends no warning.`,
+		Fix: `Make a new key and certificate, upload the certificate to the connected app (Edit > Use digital ` +
+			`signatures; the old one keeps working until replaced), then set grant.private_key_file and ` +
+			`grant.certificate_file to the new pair and reload tokenwatch.`,
+	},
 	// Only the rules fire these.
 	{
 		Name:      "TokenCheckStale",
@@ -380,22 +401,6 @@ or
 			`tls_error.`,
 		Fix: `Renew the certificate on the server, or, for a private CA, make sure the renewed chain is trusted by ` +
 			`tls.ca_file.`,
-	},
-	{
-		Name:      "TokenSigningCertificateExpiresSoon",
-		Severity:  SeverityWarning,
-		RulesOnly: true,
-		Expr:      perOrg(`(tokenwatch_signing_certificate_expiry_timestamp_seconds - time() < 30 * 86400)`),
-		For:       time.Hour,
-		When:      "the certificate of the org's jwt_bearer key (`grant.certificate_file`) expires in less than 30 days",
-		Comment:   "The connected app's certificate (grant.certificate_file) expires within 30 days: on that day the JWT bearer flow stops, and Salesforce sends no warning. Change 30 in this rule to warn earlier or later.",
-		Summary:   `The signing certificate of org {{ $labels.org }} expires in {{ $value | humanizeDuration }}`,
-		Description: `The certificate uploaded to the connected app of org {{ $labels.org }} for its JWT bearer key ` +
-			`(grant.certificate_file) expires in {{ $value | humanizeDuration }}, less than 30 days. From then on every ` +
-			`login fails (invalid_grant), and Salesforce sends no warning.`,
-		Fix: `Make a new key and certificate, upload the certificate to the connected app (Edit > Use digital ` +
-			`signatures; the old one keeps working until replaced), then set grant.private_key_file and ` +
-			`grant.certificate_file to the new pair and reload tokenwatch.`,
 	},
 	{
 		Name:      "TokenRefreshTokenExpiresSoon",

@@ -39,7 +39,7 @@ func TestAlertTableIsWellFormed(t *testing.T) {
 		if d.RulesOnly {
 			continue
 		}
-		if d.Name != AlertExpiresSoon && d.Good == nil {
+		if d.Name != AlertExpiresSoon && d.Name != AlertSigningCertificateExpiresSoon && d.Good == nil {
 			t.Errorf("%s: the agent needs Good, which checks resolve it", d.Name)
 		}
 		if s := agentText(d.Summary, "acme", checks.OutcomeTimeout, "7m0s"); strings.Contains(s, "{{") {
@@ -49,6 +49,7 @@ func TestAlertTableIsWellFormed(t *testing.T) {
 	if !slices.Equal(AlertNames, []string{
 		AlertIntrospectionInactive, AlertAcquisitionFailed, AlertIntrospectionFailed,
 		AlertSignatureMismatch, AlertExpectationFailed, AlertExpiresSoon, AlertCheckFailing,
+		AlertSigningCertificateExpiresSoon,
 	}) {
 		t.Errorf("the agent raises %v", AlertNames)
 	}

@@ -49,8 +49,11 @@ func introspectionSkipped(res *checks.Result) bool {
 // evaluate says what res tells about the alert name of org oa: bad, good,
 // or nothing (known false) when the check did not get far enough.
 func (a *alerter) evaluate(name string, oa *orgAlerts, res *checks.Result, now time.Time) verdict {
-	if name == AlertExpiresSoon {
+	switch name {
+	case AlertExpiresSoon:
 		return a.expiresSoon(oa, res, now)
+	case AlertSigningCertificateExpiresSoon:
+		return a.signingCertificate(oa, res, now)
 	}
 	d := Alert(name)
 	v := verdict{reason: res.Outcome, explanation: res.Explanation, fix: res.Fix}
@@ -125,4 +128,30 @@ func GeneratorURL(externalURL, org string) string {
 		return ""
 	}
 	return strings.TrimRight(externalURL, "/") + "/#" + (&url.URL{Fragment: "org-" + org}).EscapedFragment()
+}
+
+// signingCertificate is TokenSigningCertificateExpiresSoon: the certificate
+// of the jwt_bearer key (grant.certificate_file) expires within
+// alerting.signing_certificate_threshold. The certificate's expiry is a
+// fact of the configuration, so every check tells, whatever its outcome.
+func (a *alerter) signingCertificate(oa *orgAlerts, res *checks.Result, now time.Time) verdict {
+	threshold := a.cfg.SigningCertificateThreshold
+	exp := res.SigningCertExpiry
+	if threshold <= 0 || exp.IsZero() {
+		// Not watched (any more, after a reload): clears a left-over alert.
+		return verdict{known: true}
+	}
+	left := exp.Sub(now)
+	d := Alert(AlertSigningCertificateExpiresSoon)
+	in := left.Round(time.Hour).String()
+	return verdict{
+		known:   true,
+		bad:     left < threshold,
+		reason:  res.Outcome,
+		summary: agentText(d.Summary, oa.info.Name, res.Outcome, in),
+		explanation: fmt.Sprintf("The certificate of the jwt_bearer key in grant.certificate_file expires at %s, in %s, "+
+			"less than alerting.signing_certificate_threshold %s; on that day every login of the org fails.",
+			exp.UTC().Format(time.RFC3339), in, threshold),
+		fix: agentText(d.Fix, oa.info.Name, res.Outcome, in),
+	}
 }

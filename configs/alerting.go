@@ -7,6 +7,7 @@ import (
 	"time"
 
 	promconfig "github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
 
 	"github.com/tokenwatch/tokenwatch/checks"
 	"github.com/tokenwatch/tokenwatch/internal/alerting"
@@ -23,6 +24,10 @@ const (
 	// about to run out comes this close.
 	DefaultExpiresSoonThreshold = 10 * time.Minute
 	DefaultNotificationTimeout  = 10 * time.Second
+	// DefaultSigningCertificateThreshold is how long before grant.certificate_file
+	// expires TokenSigningCertificateExpiresSoon fires: time to make, upload
+	// and configure a new certificate.
+	DefaultSigningCertificateThreshold = 30 * 24 * time.Hour
 	// MinResendInterval keeps a typo such as "1ms" from flooding Alertmanager.
 	MinResendInterval = time.Second
 )
@@ -39,8 +44,11 @@ type Alerting struct {
 	// ExpiresSoonThreshold raises TokenExpiresSoon for a kept token
 	// (token_mode reuse) whose exp is closer than this; 0 turns it off.
 	ExpiresSoonThreshold time.Duration
-	Alertmanagers        []Alertmanager
-	Webhooks             []Webhook
+	// SigningCertificateThreshold raises TokenSigningCertificateExpiresSoon
+	// when grant.certificate_file expires within it; 0 turns it off.
+	SigningCertificateThreshold time.Duration
+	Alertmanagers               []Alertmanager
+	Webhooks                    []Webhook
 }
 
 // Alertmanager is one Alertmanager (API v2) that receives every alert.
@@ -72,6 +80,8 @@ func (r *reader) alerting(s *section) Alerting {
 		SuccessThreshold:     DefaultSuccessThreshold,
 		ResendInterval:       DefaultResendInterval,
 		ExpiresSoonThreshold: DefaultExpiresSoonThreshold,
+
+		SigningCertificateThreshold: DefaultSigningCertificateThreshold,
 	}
 	if n, ok := s.integer("failure_threshold"); ok {
 		a.FailureThreshold = n
@@ -95,6 +105,15 @@ func (r *reader) alerting(s *section) Alerting {
 		a.ExpiresSoonThreshold = d
 		if d < 0 {
 			r.probs.add(s.key("expires_soon_threshold"), "must not be negative (0s turns TokenExpiresSoon off), got %s", d)
+		}
+	}
+	if v := s.str("signing_certificate_threshold"); v != "" {
+		// Prometheus units, so that 30d can be written as such.
+		d, err := model.ParseDuration(v)
+		if err != nil {
+			r.probs.add(s.key("signing_certificate_threshold"), "invalid duration %q (e.g. 30d, 720h; 0s turns TokenSigningCertificateExpiresSoon off)", v)
+		} else {
+			a.SigningCertificateThreshold = time.Duration(d)
 		}
 	}
 	// Each destination is named by its URL; the same URL twice would get

@@ -20,6 +20,8 @@ func TestAlertingDefaults(t *testing.T) {
 		SuccessThreshold:     1,
 		ResendInterval:       time.Minute,
 		ExpiresSoonThreshold: 10 * time.Minute,
+
+		SigningCertificateThreshold: 30 * 24 * time.Hour,
 	}
 	if !reflect.DeepEqual(cfg.Alerting, want) {
 		t.Errorf("alerting without a section = %+v, want %+v", cfg.Alerting, want)

@@ -188,3 +188,17 @@ orgs:
 		t.Errorf("policy without refresh_token: %q", probs)
 	}
 }
+
+func TestSigningCertificateThreshold(t *testing.T) {
+	if got := mustParse(t, minimalSalesforce, nil).Alerting.SigningCertificateThreshold; got != 30*24*time.Hour {
+		t.Errorf("default %s, want 30 days", got)
+	}
+	cfg := mustParse(t, minimalSalesforce+"alerting: {signing_certificate_threshold: 45d}\n", nil)
+	if got := cfg.Alerting.SigningCertificateThreshold; got != 45*24*time.Hour {
+		t.Errorf("45d read as %s", got)
+	}
+	probs := problemsOf(t, minimalSalesforce+"alerting: {signing_certificate_threshold: soon}\n", nil)
+	if len(probs) != 1 || !strings.HasPrefix(probs[0], "alerting.signing_certificate_threshold: ") {
+		t.Errorf("problems %q", probs)
+	}
+}
