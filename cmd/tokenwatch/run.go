@@ -154,7 +154,13 @@ func runDaemon(o daemonOptions) int {
 	if orgFiles != nil {
 		orgFilesChanged = orgFiles.Changed()
 	}
-	// reload is the one path for the first load, SIGHUP and POST /-/reload.
+	// lastLoad is what the last load read, for the reload's log line.
+	var lastLoad struct {
+		took time.Duration
+		orgs int
+	}
+	// reload is the one path for the first load, SIGHUP, POST /-/reload
+	// and changes to org_files.
 	first := true
 	reload := func() (err error) {
 		defer func() {
@@ -167,10 +173,12 @@ func runDaemon(o daemonOptions) int {
 				reloads.WithLabelValues("failure").Inc()
 			}
 		}()
+		loadStart := time.Now()
 		cfg, err := o.load()
 		if err != nil {
 			return err
 		}
+		lastLoad.took, lastLoad.orgs = time.Since(loadStart), len(cfg.Orgs)
 		// Built before anything changes, so a destination that cannot be
 		// built refuses the whole configuration.
 		dests, err := alertDestinations(cfg.Alerting, o.externalURL)
@@ -285,28 +293,27 @@ func runDaemon(o daemonOptions) int {
 			if o.started != nil {
 				o.started()
 			}
+			// reloadBy reloads and logs the outcome with what triggered it
+			// and how long reading and applying the configuration took.
+			reloadBy := func(trigger string) error {
+				start := time.Now()
+				err := reload()
+				if err != nil {
+					logConfigError(logger, "configuration refused, the previous one keeps running", err)
+					return err
+				}
+				logger.Info("configuration reloaded", "trigger", trigger, "load_duration", lastLoad.took.Round(time.Millisecond),
+					"duration", time.Since(start).Round(time.Millisecond), "orgs", lastLoad.orgs)
+				return nil
+			}
 			for {
 				select {
 				case <-hup:
-					if err := reload(); err != nil {
-						logConfigError(logger, "configuration refused, the previous one keeps running", err)
-					} else {
-						logger.Info("configuration reloaded", "trigger", "SIGHUP")
-					}
+					_ = reloadBy("SIGHUP")
 				case errc := <-reloadCh:
-					err := reload()
-					if err != nil {
-						logConfigError(logger, "configuration refused, the previous one keeps running", err)
-					} else {
-						logger.Info("configuration reloaded", "trigger", "/-/reload")
-					}
-					errc <- err
+					errc <- reloadBy("/-/reload")
 				case <-orgFilesChanged:
-					if err := reload(); err != nil {
-						logConfigError(logger, "configuration refused, the previous one keeps running", err)
-					} else {
-						logger.Info("configuration reloaded", "trigger", "org_files")
-					}
+					_ = reloadBy("org_files")
 				case <-cancel:
 					return nil
 				}
