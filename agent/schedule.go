@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+
 	"github.com/tokenwatch/tokenwatch/configs"
 )
 

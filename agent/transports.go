@@ -36,7 +36,7 @@ type transportPool map[string][]*sharedTransport
 // transportKey is the JSON of an org's HTTP client settings, secrets
 // redacted by prometheus/common: never a secret in a map key.
 func transportKey(c promconfig.HTTPClientConfig) string {
-	b, err := json.Marshal(c)
+	b, err := json.Marshal(c) //nolint:gosec // G117: prometheus/common marshals its Secret fields as <secret>
 	if err != nil {
 		// Cannot happen with prometheus/common's types; all such orgs
 		// share one key and are told apart by comparison.
@@ -64,12 +64,12 @@ func (p transportPool) add(t *sharedTransport) {
 	p[t.key] = append(p[t.key], t)
 }
 
-// transport returns the transport of o's settings: one next already holds
+// transport returns the transport of o's settings: one p already holds
 // (another org of this configuration), else the running configuration's
-// (prev), else a new one. It is added to next.
-func (next transportPool) transport(prev transportPool, o configs.Org) (*sharedTransport, error) {
+// (prev), else a new one. It is added to p.
+func (p transportPool) transport(prev transportPool, o configs.Org) (*sharedTransport, error) {
 	key := transportKey(o.HTTPClient)
-	t := next.find(key, o.HTTPClient)
+	t := p.find(key, o.HTTPClient)
 	if t == nil {
 		t = prev.find(key, o.HTTPClient)
 	}
@@ -80,6 +80,6 @@ func (next transportPool) transport(prev transportPool, o configs.Org) (*sharedT
 		}
 		t = &sharedTransport{key: key, cfg: o.HTTPClient, rt: rt}
 	}
-	next.add(t)
+	p.add(t)
 	return t, nil
 }

@@ -34,7 +34,7 @@ func newRotatingServer(t *testing.T, first string) (*rotatingServer, *httptest.S
 			_, _ = w.Write([]byte(`{"error":"invalid_grant","error_description":"expired access/refresh token"}`))
 			return
 		}
-		next := "rt-" + string(rune('a'+rs.n.Add(1)))
+		next := "rt-" + string('a'+rs.n.Add(1))
 		rs.current.Store(next)
 		if rs.noAccess.Load() {
 			_, _ = w.Write([]byte(`{"refresh_token":"` + next + `","token_type":"Bearer"}`))

@@ -115,14 +115,14 @@ func echoServer(t *testing.T, mode string) *httptest.Server {
 			writeJSON(w, 503, map[string]string{"error": "temporarily_unavailable", "error_description": pad(185, echo)})
 		case "token rate limited":
 			w.Header().Set("Retry-After", pad(30, url.QueryEscape(cnPassword)+" "+cnSecret))
-			w.WriteHeader(429)
+			w.WriteHeader(http.StatusTooManyRequests)
 		case "token html":
 			w.Header().Set("Content-Type", "text/html")
-			w.WriteHeader(502)
+			w.WriteHeader(http.StatusBadGateway)
 			fmt.Fprintf(w, "<html><title>%s</title></html>", pad(30, echo))
 		case "token redirect":
 			w.Header().Set("Location", "https://login.example/cb/"+url.PathEscape(cnSecret)+"/"+base64.StdEncoding.EncodeToString([]byte(cnPassword))+"?code="+url.QueryEscape(cnRefresh))
-			w.WriteHeader(302)
+			w.WriteHeader(http.StatusFound)
 		case "broken connection":
 			hj, ok := w.(http.Hijacker)
 			if !ok {
@@ -161,9 +161,9 @@ func echoServer(t *testing.T, mode string) *httptest.Server {
 		case "probe challenge":
 			w.Header().Set("WWW-Authenticate", `Bearer realm="api", error="invalid_token", error_description="`+
 				pad(150, strings.NewReplacer(`"`, "", "\n", " ", "\x1b", "", "\x07", "").Replace(echo))+`"`)
-			w.WriteHeader(401)
+			w.WriteHeader(http.StatusUnauthorized)
 		case "probe body":
-			w.WriteHeader(401)
+			w.WriteHeader(http.StatusUnauthorized)
 			fmt.Fprint(w, pad(110, strings.NewReplacer("\n", " ", "{", "(", "[", "(", "<", "(").Replace(echo)))
 		case "probe error":
 			writeJSON(w, 403, map[string]string{"error": "invalid_token", "error_description": pad(190, echo)})

@@ -117,8 +117,8 @@ func TestRedactEchoCases(t *testing.T) {
 			var got string
 			if tc.cut > 0 {
 				got = r.Cut(tc.text, tc.cut)
-				if max := tc.cut + len("...") + len(checks.Redacted); len(got) > max {
-					t.Errorf("cut to %d bytes, want at most %d", len(got), max)
+				if most := tc.cut + len("...") + len(checks.Redacted); len(got) > most {
+					t.Errorf("cut to %d bytes, want at most %d", len(got), most)
 				}
 			} else {
 				got = r.Text(tc.text)

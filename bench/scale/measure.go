@@ -287,7 +287,7 @@ func parseMetrics(r io.Reader, s *Scrape) {
 		if org, ok := labelValue(labels, "org"); ok {
 			s.OrgSeries++
 			if _, seen := orgs[org]; !seen {
-				orgs[string(org)] = struct{}{}
+				orgs[org] = struct{}{}
 			}
 		}
 		switch name {

@@ -130,14 +130,14 @@ func buildBinaries(repo, rev, dir string) (tokenwatch, fake string, err error) {
 		}
 		cmd := exec.Command("sh", "-c", `git -C "$1" archive "$2" | tar -x -C "$3"`, "sh", repo, rev, src)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", "", fmt.Errorf("git archive %s: %v\n%s", rev, err, out)
+			return "", "", fmt.Errorf("git archive %s: %w\n%s", rev, err, out)
 		}
 	}
 	for _, b := range []struct{ out, pkg, dir string }{{tokenwatch, "./cmd/tokenwatch", src}, {fake, "./bench/scale/fakeoauth", repo}} {
 		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
 		cmd.Dir = b.dir
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", "", fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
+			return "", "", fmt.Errorf("go build %s: %w\n%s", b.pkg, err, out)
 		}
 	}
 	return tokenwatch, fake, nil

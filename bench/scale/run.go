@@ -419,7 +419,7 @@ func doRun(ctx context.Context, e *env, rc RunConfig) (*RunResult, error) {
 				close(stopScraping)
 				stopMeasuring()
 				wg.Wait()
-				return nil, fmt.Errorf("tokenwatch %d exited: %v\n%s", r.idx, r.proc.err, tail(r.proc.log, 20))
+				return nil, fmt.Errorf("tokenwatch %d exited: %w\n%s", r.idx, r.proc.err, tail(r.proc.log, 20))
 			}
 		}
 		sleepCtx(ctx, 250*time.Millisecond)

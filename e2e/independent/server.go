@@ -548,9 +548,9 @@ const (
 
 func randomString(n int, alphabet string) string {
 	b := make([]byte, n)
-	max := big.NewInt(int64(len(alphabet)))
+	size := big.NewInt(int64(len(alphabet)))
 	for i := range b {
-		k, err := rand.Int(rand.Reader, max)
+		k, err := rand.Int(rand.Reader, size)
 		if err != nil {
 			panic(err)
 		}
