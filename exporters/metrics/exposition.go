@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 
@@ -37,9 +38,12 @@ import (
 // scrape is then mostly copying bytes. The lines are the Collector's own
 // (Collect), so /metrics and /probe cannot disagree.
 //
-// It always answers in the Prometheus text format (0.0.4), which every
-// Prometheus version accepts, gzip-compressed at the fastest level when the
-// scraper accepts gzip.
+// It answers in the Prometheus text format (0.0.4), which every Prometheus
+// version accepts, gzip-compressed at the fastest level when the scraper
+// accepts gzip. A scraper that asks for the protobuf format (a Prometheus
+// that scrapes native histograms) is answered by promhttp from the
+// Collector's Collect instead: slower, but with the fleet histogram's
+// native buckets.
 func (c *Collector) Handler(g prometheus.Gatherer, reg prometheus.Registerer, logger *slog.Logger) http.Handler {
 	h := &metricsHandler{c: c, g: g, logger: logger, orgs: map[string]*orgText{},
 		infoDescs: map[string]*prometheus.Desc{}, fams: map[*prometheus.Desc]*family{}}
@@ -49,7 +53,23 @@ func (c *Collector) Handler(g prometheus.Gatherer, reg prometheus.Registerer, lo
 	}, []string{"cause"})
 	h.errors.WithLabelValues("gathering")
 	h.errors.WithLabelValues("encoding")
+	orgs := prometheus.NewRegistry()
+	orgs.MustRegister(perOrgCollector{c})
+	h.proto = promhttp.HandlerFor(prometheus.Gatherers{g, orgs},
+		promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError)})
 	return h
+}
+
+// perOrgCollector is the Collector without the fleet histogram, which the
+// handler's registry holds.
+type perOrgCollector struct{ c *Collector }
+
+func (perOrgCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (o perOrgCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, m := range o.c.metrics() {
+		ch <- m
+	}
 }
 
 type metricsHandler struct {
@@ -57,6 +77,8 @@ type metricsHandler struct {
 	g      prometheus.Gatherer
 	logger *slog.Logger
 	errors *prometheus.CounterVec
+	// proto answers the scrapes that ask for the protobuf format.
+	proto http.Handler
 
 	// mu makes scrapes take turns: they share the cache.
 	mu sync.Mutex
@@ -105,6 +127,10 @@ var gzipWriters = sync.Pool{New: func() any {
 }}
 
 func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if expfmt.Negotiate(r.Header).FormatType() == expfmt.TypeProtoDelim {
+		h.proto.ServeHTTP(w, r)
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	// Everything that can fail happens before the first byte is written,

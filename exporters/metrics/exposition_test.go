@@ -330,3 +330,45 @@ func TestHandlerFailsWholeOnGatherError(t *testing.T) {
 		t.Errorf("a failed scrape carries series:\n%s", rec.Body)
 	}
 }
+
+// A scraper that asks for protobuf (Prometheus with native histograms) gets
+// it, with the same series and the fleet histogram's native buckets.
+func TestHandlerAnswersProtobuf(t *testing.T) {
+	acme, beta := acmeInfo(), betaInfo()
+	src := newSource(acme, beta)
+	c := NewCollector(src)
+	src.publish(c, acme, acmeFirst())
+	src.publish(c, beta, betaNotPermitted())
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c.Fleet())
+	h := c.Handler(reg, reg, slog.New(slog.DiscardHandler))
+
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	req.Header.Set("Accept", `application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.6,text/plain;version=0.0.4;q=0.3`)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/vnd.google.protobuf") {
+		t.Fatalf("Content-Type %q, want protobuf", ct)
+	}
+	dec := expfmt.NewDecoder(rec.Body, expfmt.NewFormat(expfmt.TypeProtoDelim))
+	got := map[string]*dto.MetricFamily{}
+	for {
+		mf := &dto.MetricFamily{}
+		if err := dec.Decode(mf); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		got[mf.GetName()] = mf
+	}
+	fleet := got["tokenwatch_fleet_step_duration_seconds"]
+	if fleet == nil || fleet.Metric[0].GetHistogram().GetSchema() == 0 && len(fleet.Metric[0].GetHistogram().GetPositiveSpan()) == 0 {
+		t.Errorf("no native fleet histogram in the protobuf answer: %v", fleet)
+	}
+	delete(got, "promhttp_metric_handler_errors_total")
+	text := strings.TrimSpace(withoutFamilies(normalized(t, scrape(t, h, false)), "promhttp_metric_handler_errors_total"))
+	// The text format carries only the classic buckets of the same series.
+	if proto := strings.TrimSpace(normalizedFamilies(t, got)); proto != text {
+		t.Errorf("protobuf and text answers differ\nprotobuf:\n%s\ntext:\n%s", proto, text)
+	}
+}
