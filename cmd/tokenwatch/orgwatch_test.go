@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -15,7 +14,7 @@ import (
 func watchedDir(t *testing.T, quiet, maxWait time.Duration) (*orgFileWatcher, string) {
 	t.Helper()
 	dir := t.TempDir()
-	w, err := newOrgFileWatcher(slog.New(slog.NewTextHandler(io.Discard, nil)), quiet, maxWait)
+	w, err := newOrgFileWatcher(slog.New(slog.DiscardHandler), quiet, maxWait)
 	if err != nil {
 		t.Fatal(err)
 	}
