@@ -3,12 +3,14 @@
 // resolves secrets, fills in defaults and reports every problem with its
 // field path, so a Config it returns is ready to use.
 //
-// The file has three sections (keys are snake_case; unknown keys are errors):
+// The file has these sections (keys are snake_case; unknown keys are errors):
 //
 //	global:
 //	  schedule               robfig/cron spec (default "@every 1m"); "CRON_TZ=UTC 0 * * * *" works
 //	  timeout                per HTTP request, Go duration (default 10s, at most 5m)
 //	  max_concurrent_checks  default 32
+//	org_files                globs of more files, each a list of orgs (the keys of orgs: entries);
+//	                         relative to this file, their *_file paths relative to themselves
 //	orgs:                    one entry per OAuth connection
 //	  - name                 unique, ^[A-Za-z0-9][A-Za-z0-9._-]*$; the org label
 //	    provider             salesforce (default) | generic
