@@ -568,9 +568,11 @@ func outcomeStrings(os []checks.Outcome) []string {
 // agentText fills in the placeholders an alert the agent raises may use in
 // its summary (AlertDef.Summary).
 func agentText(template, org string, reason checks.Outcome, value string) string {
-	return strings.NewReplacer(
-		"{{ $labels.org }}", org,
-		"{{ $labels.reason }}", string(reason),
-		"{{ $value | humanizeDuration }}", value,
-	).Replace(template)
+	// Called for every alert of every check: no Replacer built each time.
+	if !strings.Contains(template, "{{") {
+		return template
+	}
+	template = strings.ReplaceAll(template, "{{ $labels.org }}", org)
+	template = strings.ReplaceAll(template, "{{ $labels.reason }}", string(reason))
+	return strings.ReplaceAll(template, "{{ $value | humanizeDuration }}", value)
 }
