@@ -107,7 +107,11 @@ func (r *reader) readOrgFiles(patterns []string, g Global, defined map[string]or
 			out = append(out, o)
 		}
 		for _, p := range fr.probs.list {
-			r.probs.add(name+": "+p.Path, "%s", p.Message)
+			path := name
+			if p.Path != "" {
+				path += ": " + p.Path
+			}
+			r.probs.add(path, "%s", p.Message)
 		}
 	}
 	return out, files

@@ -55,13 +55,50 @@ func newOrgFileWatcher(logger *slog.Logger, quiet, maxWait time.Duration) (*orgF
 func (w *orgFileWatcher) Changed() <-chan struct{} { return w.changed }
 
 // Watch watches the places of files from now on, the org_files of the
-// configuration that runs.
-func (w *orgFileWatcher) Watch(files configs.OrgFiles) {
+// configuration that runs, which was read from loadStart on. A change in
+// those directories since then may have been missed by the load and came
+// before the watch: it asks for a reload at once.
+func (w *orgFileWatcher) Watch(files configs.OrgFiles, loadStart time.Time) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	w.files = files
 	w.wanted = files.Dirs()
 	w.syncLocked()
+	wanted := w.wanted
+	w.mu.Unlock()
+	if changedSince(wanted, loadStart) {
+		w.logger.Debug("org files changed while they were loaded")
+		select {
+		case w.changed <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// changedSince reports whether a directory or an entry of one was
+// modified between t and now (a directory's own time changes when an entry
+// is added or removed). Times in the future (a file unpacked from another
+// machine) do not count: they would reload forever.
+func changedSince(dirs []string, t time.Time) bool {
+	now := time.Now()
+	recent := func(info os.FileInfo) bool {
+		m := info.ModTime()
+		return !m.Before(t) && !m.After(now)
+	}
+	for _, d := range dirs {
+		if info, err := os.Stat(d); err == nil && recent(info) {
+			return true
+		}
+		entries, err := os.ReadDir(d)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			if info, err := e.Info(); err == nil && recent(info) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // syncLocked brings the watched directories in line with the wanted ones.

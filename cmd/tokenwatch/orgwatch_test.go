@@ -22,7 +22,7 @@ func watchedDir(t *testing.T, quiet, maxWait time.Duration) (*orgFileWatcher, st
 	done := make(chan struct{})
 	go func() { w.Run(stop); close(done) }()
 	t.Cleanup(func() { close(stop); <-done; w.Close() })
-	w.Watch(configs.OrgFiles{Patterns: []string{filepath.Join(dir, "orgs.d", "*.yml")}})
+	w.Watch(configs.OrgFiles{Patterns: []string{filepath.Join(dir, "orgs.d", "*.yml")}}, time.Now().Add(time.Hour))
 	return w, dir
 }
 
@@ -108,5 +108,41 @@ func TestOrgFileWatcherMaxWait(t *testing.T) {
 	}
 	if got == 0 {
 		t.Error("writes every 50 ms for 1.5 s never reloaded; the longest wait is 400 ms")
+	}
+}
+
+// TestOrgFileWatcherChangeDuringLoad: a file written after the load began
+// and before the watch started is not lost; one from the future is no
+// reason to reload forever.
+func TestOrgFileWatcherChangeDuringLoad(t *testing.T) {
+	w, dir := watchedDir(t, 50*time.Millisecond, time.Second)
+	orgs := filepath.Join(dir, "orgs.d")
+	if err := os.Mkdir(orgs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_ = signals(w, 300*time.Millisecond)
+	files := configs.OrgFiles{Patterns: []string{filepath.Join(orgs, "*.yml")}}
+
+	loadStart := time.Now().Add(-time.Second)
+	if err := os.WriteFile(filepath.Join(orgs, "a.yml"), []byte("[]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = signals(w, 300*time.Millisecond) // the event itself
+	w.Watch(files, loadStart)
+	if n := signals(w, 300*time.Millisecond); n != 1 {
+		t.Errorf("a file written while loading: %d reloads, want 1", n)
+	}
+
+	future := time.Now().Add(time.Hour)
+	if err := os.Chtimes(filepath.Join(orgs, "a.yml"), future, future); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(orgs, time.Now().Add(-time.Minute), time.Now().Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	_ = signals(w, 300*time.Millisecond)
+	w.Watch(files, time.Now())
+	if n := signals(w, 300*time.Millisecond); n != 0 {
+		t.Errorf("a file dated in the future: %d reloads, want 0", n)
 	}
 }

@@ -196,7 +196,7 @@ func runDaemon(o daemonOptions) int {
 		if orgFiles != nil {
 			// A refused configuration leaves the running one's files
 			// watched, which include the file to fix.
-			orgFiles.Watch(cfg.OrgFiles)
+			orgFiles.Watch(cfg.OrgFiles, loadStart)
 		}
 		probeTimeout.set(cfg.Global.Probe.Timeout)
 		for _, w := range cfg.Warnings() {
