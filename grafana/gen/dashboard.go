@@ -661,6 +661,9 @@ func Dashboard() (Board, error) {
 		if err != nil {
 			errs = append(errs, err)
 		}
+		// The SDK's default tucks the link away in Grafana 12's controls
+		// menu; without it, the link shows in the dashboard's top bar.
+		link.Placement = nil
 		b.Links = append(b.Links, link)
 	}
 	for _, v := range variables() {
@@ -675,6 +678,8 @@ func Dashboard() (Board, error) {
 		if err != nil {
 			errs = append(errs, err)
 		}
+		// As for links: the toggles show in the top bar.
+		q.Placement = nil
 		b.Annotations.List = append(b.Annotations.List, q)
 	}
 	g := &grid{}
