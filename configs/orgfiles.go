@@ -80,7 +80,11 @@ func (r *reader) readOrgFiles(patterns []string, g Global, defined map[string]or
 	scratch := map[string]int{}
 	for _, file := range files {
 		name := r.display(file)
-		fr := &reader{baseDir: filepath.Dir(file), env: r.env}
+		// The file's own reader: its problems apart, its paths relative
+		// to its directory, everything else as the main file's.
+		fr := new(reader)
+		*fr = *r
+		fr.probs, fr.baseDir = problems{}, filepath.Dir(file)
 		items, err := readOrgList(file)
 		if err != nil {
 			r.probs.add(name, "%v", err)
