@@ -196,6 +196,9 @@ func (c *Checker) Check(ctx context.Context) (res *Result) {
 		if p := c.target.Grant.RefreshTokenPolicy; c.target.Grant.Type == GrantRefreshToken && p != (RefreshTokenPolicy{}) {
 			r.res.RefreshTokenExpiry = c.chain.Expiry(p)
 		}
+		if r.res.Deferred == nil {
+			r.res.Explanation += orgWarnings(r.res, c.now())
+		}
 		c.keeping.Store(c.kept != nil)
 		c.red.Result(r.res)
 		c.red.release()

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 )
 
 // LimitsAPIVersion is the REST API version of the limits probe; any recent
@@ -127,4 +128,41 @@ func scopeWords(scope string) string {
 		return "(none)"
 	}
 	return "\"" + scope + "\""
+}
+
+// How close each of what orgWarnings watches must come to be named, as the
+// shipped rules warn (TokenSigningCertificateExpiresSoon,
+// TokenRefreshTokenExpiresSoon, TokenAPIRequestsLow).
+const (
+	SigningCertificateWarning = 30 * 24 * time.Hour
+	RefreshTokenWarning       = 14 * 24 * time.Hour
+	APIRequestsWarning        = 0.1
+)
+
+// orgWarnings names what is about to break the org whatever this check's
+// outcome: the signing certificate or the refresh token expiring soon, the
+// daily API allowance running out. It is added to the explanation, which
+// the status page, diagnose and the API show; "" when nothing is close.
+func orgWarnings(res *Result, now time.Time) string {
+	var b strings.Builder
+	days := func(t time.Time) string {
+		d := t.Sub(now)
+		if d < 48*time.Hour {
+			return d.Round(time.Minute).String()
+		}
+		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
+	}
+	if exp := res.SigningCertExpiry; !exp.IsZero() && exp.Sub(now) < SigningCertificateWarning {
+		fmt.Fprintf(&b, " Warning: the signing certificate (grant.certificate_file) expires at %s, in %s; then every "+
+			"login fails: upload a new certificate to the connected app and configure its key.", exp.UTC().Format(time.RFC3339), days(exp))
+	}
+	if exp := res.RefreshTokenExpiry; !exp.IsZero() && exp.Sub(now) < RefreshTokenWarning {
+		fmt.Fprintf(&b, " Warning: the refresh token expires at %s, in %s, under grant.refresh_token_policy; "+
+			"re-authorize before then.", exp.UTC().Format(time.RFC3339), days(exp))
+	}
+	if a := res.APIRequests; a != nil && a.Max > 0 && float64(a.Remaining) < APIRequestsWarning*float64(a.Max) {
+		fmt.Fprintf(&b, " Warning: %d of the org's %d daily API requests remain (%d%%); at 0 every integration of the "+
+			"org gets REQUEST_LIMIT_EXCEEDED.", a.Remaining, a.Max, a.Remaining*100/a.Max)
+	}
+	return b.String()
 }

@@ -274,7 +274,38 @@ func TestSigningCertificateExpiryIsReported(t *testing.T) {
 	tg := w.target("jwt_bearer")
 	notAfter := time.Date(2027, 1, 2, 3, 4, 5, 0, time.UTC)
 	tg.Grant.CertificateNotAfter = notAfter
-	if res := w.check(t, tg); !res.SigningCertExpiry.Equal(notAfter) {
+	res := w.check(t, tg)
+	if !res.SigningCertExpiry.Equal(notAfter) {
 		t.Fatalf("signing certificate expiry %s, want %s", res.SigningCertExpiry, notAfter)
+	}
+	if strings.Contains(res.Explanation, "Warning") {
+		t.Errorf("a warning for a certificate with more than 30 days left: %s", res.Explanation)
+	}
+	// Within 30 days the explanation (the status page, diagnose, the API) warns.
+	tg.Grant.CertificateNotAfter = w.clock.Now().Add(10 * 24 * time.Hour)
+	res = w.check(t, tg)
+	if res.Outcome != checks.OutcomeOK || !strings.Contains(res.Explanation,
+		"Warning: the signing certificate (grant.certificate_file) expires at "+tg.Grant.CertificateNotAfter.UTC().Format(time.RFC3339)+", in 10 days") {
+		t.Errorf("%s: %s", res.Outcome, res.Explanation)
+	}
+}
+
+// TestAPIAllowanceAndRefreshTokenWarnings: the explanation warns when less
+// than 10% of the daily API requests remain, and when the refresh token
+// expires within 14 days under its policy.
+func TestAPIAllowanceAndRefreshTokenWarnings(t *testing.T) {
+	w := newWorld(t, orgsim.Options{})
+	w.org.SetFault(orgsim.EndpointResource, orgsim.Fault{Status: 200,
+		Body: `{"DailyApiRequests":{"Max":15000,"Remaining":900},"DailyAsyncApexExecutions":{"Max":250000,"Remaining":250000}}`})
+	res := w.check(t, w.target("jwt_bearer"))
+	if res.Outcome != checks.OutcomeOK || !strings.Contains(res.Explanation, "Warning: 900 of the org's 15000 daily API requests remain (6%)") {
+		t.Errorf("%s: %s", res.Outcome, res.Explanation)
+	}
+	tg := w.target("refresh_token")
+	tg.Grant.RefreshTokenPolicy = checks.RefreshTokenPolicy{ExpireIfUnused: 7 * 24 * time.Hour}
+	res = w.check(t, tg)
+	if res.Outcome != checks.OutcomeOK || !strings.Contains(res.Explanation, "Warning: the refresh token expires at ") ||
+		!strings.Contains(res.Explanation, "under grant.refresh_token_policy") {
+		t.Errorf("%s: %s", res.Outcome, res.Explanation)
 	}
 }

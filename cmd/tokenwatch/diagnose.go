@@ -231,13 +231,6 @@ func tokenSummary(f checks.TokenFacts, now time.Time) string {
 	return strings.Join(parts, ", ")
 }
 
-// Warning horizons of orgSummary, as the shipped rules have them.
-const (
-	signingCertWarning  = 30 * 24 * time.Hour
-	refreshTokenWarning = 14 * 24 * time.Hour
-	apiRequestsWarning  = 0.1
-)
-
 // orgSummary says what the check learned about the org beyond the token:
 // its daily API allowance, and when the signing certificate and the
 // refresh token expire; each with a warning when it is close.
@@ -245,7 +238,7 @@ func orgSummary(r *checks.Result, now time.Time) string {
 	var parts []string
 	if a := r.APIRequests; a != nil {
 		s := fmt.Sprintf("daily API requests %d of %d remaining", a.Remaining, a.Max)
-		if a.Max > 0 && float64(a.Remaining) < apiRequestsWarning*float64(a.Max) {
+		if a.Max > 0 && float64(a.Remaining) < checks.APIRequestsWarning*float64(a.Max) {
 			s += " (WARNING: below 10%; at 0 every integration of the org gets REQUEST_LIMIT_EXCEEDED)"
 		}
 		parts = append(parts, s)
@@ -260,8 +253,8 @@ func orgSummary(r *checks.Result, now time.Time) string {
 		}
 		parts = append(parts, s)
 	}
-	expiry("signing certificate (grant.certificate_file)", r.SigningCertExpiry, signingCertWarning)
-	expiry("refresh token (grant.refresh_token_policy)", r.RefreshTokenExpiry, refreshTokenWarning)
+	expiry("signing certificate (grant.certificate_file)", r.SigningCertExpiry, checks.SigningCertificateWarning)
+	expiry("refresh token (grant.refresh_token_policy)", r.RefreshTokenExpiry, checks.RefreshTokenWarning)
 	return strings.Join(parts, "; ")
 }
 
