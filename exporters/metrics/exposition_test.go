@@ -175,6 +175,11 @@ func TestHandlerServesWhatCollectGives(t *testing.T) {
 					t.Fatalf("gzip %v: /metrics differs from Collect\n got:\n%s\nwant:\n%s", gz, got, want)
 				}
 			}
+			got := scrapeProto(t, h)
+			delete(got, "promhttp_metric_handler_errors_total")
+			if got, want := strings.TrimSpace(normalizedFamilies(t, got)), strings.TrimSpace(collected(t, ref)); got != want {
+				t.Fatalf("protobuf: /metrics differs from Collect\n got:\n%s\nwant:\n%s", got, want)
+			}
 		})
 	}
 }
@@ -242,19 +247,24 @@ func BenchmarkScrape(b *testing.B) {
 			}
 		}
 		publishAll(0, n)
-		for _, impl := range []string{"handler", "promhttp"} {
+		for _, impl := range []string{"handler", "handler-protobuf", "promhttp"} {
 			b.Run(fmt.Sprintf("%s/orgs=%d", impl, n), func(b *testing.B) {
 				reg := prometheus.NewRegistry()
 				var h http.Handler
-				if impl == "handler" {
-					reg.MustRegister(c.Fleet())
-					h = c.Handler(reg, reg, slog.New(slog.DiscardHandler))
-				} else {
+				if impl == "promhttp" {
 					reg.MustRegister(c)
 					h = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+				} else {
+					reg.MustRegister(c.Fleet())
+					h = c.Handler(reg, reg, slog.New(slog.DiscardHandler))
 				}
-				size := len(scrape(b, h, false))
 				req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+				if impl == "handler-protobuf" {
+					req.Header.Set("Accept", `application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.6,text/plain;version=0.0.4;q=0.3`)
+				}
+				first := &discardWriter{header: http.Header{}}
+				h.ServeHTTP(first, req)
+				size := first.n
 				req.Header.Set("Accept-Encoding", "gzip")
 				step := max(n/60, 1)
 				at := 0
@@ -343,24 +353,7 @@ func TestHandlerAnswersProtobuf(t *testing.T) {
 	reg.MustRegister(c.Fleet())
 	h := c.Handler(reg, reg, slog.New(slog.DiscardHandler))
 
-	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
-	req.Header.Set("Accept", `application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.6,text/plain;version=0.0.4;q=0.3`)
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/vnd.google.protobuf") {
-		t.Fatalf("Content-Type %q, want protobuf", ct)
-	}
-	dec := expfmt.NewDecoder(rec.Body, expfmt.NewFormat(expfmt.TypeProtoDelim))
-	got := map[string]*dto.MetricFamily{}
-	for {
-		mf := &dto.MetricFamily{}
-		if err := dec.Decode(mf); err == io.EOF {
-			break
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		got[mf.GetName()] = mf
-	}
+	got := scrapeProto(t, h)
 	fleet := got["tokenwatch_fleet_step_duration_seconds"]
 	if fleet == nil || fleet.Metric[0].GetHistogram().GetSchema() == 0 && len(fleet.Metric[0].GetHistogram().GetPositiveSpan()) == 0 {
 		t.Errorf("no native fleet histogram in the protobuf answer: %v", fleet)
@@ -371,4 +364,37 @@ func TestHandlerAnswersProtobuf(t *testing.T) {
 	if proto := strings.TrimSpace(normalizedFamilies(t, got)); proto != text {
 		t.Errorf("protobuf and text answers differ\nprotobuf:\n%s\ntext:\n%s", proto, text)
 	}
+}
+
+// scrapeProto gets /metrics from h as a Prometheus that scrapes native
+// histograms does (protobuf first, gzip) and decodes it.
+func scrapeProto(t testing.TB, h http.Handler) map[string]*dto.MetricFamily {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	req.Header.Set("Accept", `application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.6,text/plain;version=0.0.4;q=0.3`)
+	req.Header.Set("Accept-Encoding", "gzip")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/vnd.google.protobuf") {
+		t.Fatalf("Content-Type %q, want protobuf", ct)
+	}
+	zr, err := gzip.NewReader(rec.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := expfmt.NewDecoder(zr, expfmt.NewFormat(expfmt.TypeProtoDelim))
+	got := map[string]*dto.MetricFamily{}
+	for {
+		mf := &dto.MetricFamily{}
+		if err := dec.Decode(mf); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if got[mf.GetName()] != nil {
+			t.Fatalf("family %s twice", mf.GetName())
+		}
+		got[mf.GetName()] = mf
+	}
+	return got
 }
