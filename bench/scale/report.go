@@ -148,6 +148,9 @@ func reportRun(b *strings.Builder, r *RunResult) {
 	row("/metrics body (uncompressed / gzip)", func(s ReplicaSummary) string {
 		return fmt.Sprintf("%s / %s", mb(s.MetricsBody), mb(s.MetricsWire))
 	})
+	row("/metrics in protobuf with gzip: time (median / max), body (uncompressed / gzip)", func(s ReplicaSummary) string {
+		return fmt.Sprintf("%s / %s, %s / %s", secs(s.MetricsProtoMed), secs(s.MetricsProtoMax), mb(s.MetricsProtoBody), mb(s.MetricsProtoWire))
+	})
 	row("series (all / per org; with an org label, per org)", func(s ReplicaSummary) string {
 		return fmt.Sprintf("%s / %.1f; %.1f", thousands(s.Series), s.SeriesPerOrg, s.OrgSeriesPerOrg)
 	})
@@ -195,8 +198,8 @@ func reportGrowth(b *strings.Builder, rs []*RunResult) {
 		fmt.Fprintf(b, "Each run: %s from the launch (longer when needed for %s after every org was checked once), /metrics scraped every %s, /proc sampled every %s.\n\n",
 			rs[0].Config.Duration, rs[0].Config.MinSteady, rs[0].Config.Scrape, rs[0].Config.Sample)
 	}
-	fmt.Fprintln(b, "| orgs | steady window | RSS steady (min-max) | peak RSS | CPU steady (cores) | /metrics time, gzip (median / max) | without gzip (median) | daemon CPU per scrape | /metrics body / gzip | series per org | goroutines | open fds (sockets) | listener up | all checked once | staleness max | run-queue wait (cores) |")
-	fmt.Fprintln(b, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintln(b, "| orgs | steady window | RSS steady (min-max) | peak RSS | CPU steady (cores) | /metrics time, gzip (median / max) | without gzip (median) | daemon CPU per scrape | /metrics body / gzip | protobuf: time (median), body | series per org | goroutines | open fds (sockets) | listener up | all checked once | staleness max | run-queue wait (cores) |")
+	fmt.Fprintln(b, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, r := range rs {
 		if len(r.Replicas) == 0 {
 			continue
@@ -206,9 +209,10 @@ func reportGrowth(b *strings.Builder, rs []*RunResult) {
 		if r.AllChecked >= 0 {
 			checked = secs(r.AllChecked)
 		}
-		fmt.Fprintf(b, "| %s | %.0f s | %s-%s | %s | %s | %s / %s | %s | %s | %s / %s | %.1f | %.0f | %d (%d) | %s | %s | %s | %s |\n",
+		fmt.Fprintf(b, "| %s | %.0f s | %s-%s | %s | %s | %s / %s | %s | %s | %s / %s | %s, %s | %.1f | %.0f | %d (%d) | %s | %s | %s | %s |\n",
 			thousands(r.Config.Orgs), r.SteadyTo-r.SteadyFrom, strings.TrimSuffix(mib(s.RSSMin), " MiB"), mib(s.RSSMax), mib(s.HWMSteady),
-			cores(s.CPUSteady), secs(s.MetricsMed), secs(s.MetricsMax), secs(s.MetricsPlainMed), cpuS(s.MetricsCPUMed), mb(s.MetricsBody), mb(s.MetricsWire), s.SeriesPerOrg,
+			cores(s.CPUSteady), secs(s.MetricsMed), secs(s.MetricsMax), secs(s.MetricsPlainMed), cpuS(s.MetricsCPUMed), mb(s.MetricsBody), mb(s.MetricsWire),
+			secs(s.MetricsProtoMed), mb(s.MetricsProtoBody), s.SeriesPerOrg,
 			s.GoroutinesMed, s.FDsMed, s.SocketsMed, secs(s.ListenerUp), checked, secs(max(s.StalenessMax, r.StaleMaxSrv)), cores(s.WaitSteady))
 	}
 	fmt.Fprintln(b)

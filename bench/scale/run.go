@@ -91,6 +91,10 @@ type ReplicaSummary struct {
 	MetricsCPUMed    float64 `json:"metrics_cpu_med_seconds"`   // the daemon's CPU during a gzip scrape
 	MetricsPlainMed  float64 `json:"metrics_plain_med_seconds"` // without gzip
 	MetricsPlainMax  float64 `json:"metrics_plain_max_seconds"`
+	MetricsProtoMed  float64 `json:"metrics_proto_med_seconds"` // protobuf, gzip
+	MetricsProtoMax  float64 `json:"metrics_proto_max_seconds"`
+	MetricsProtoBody int     `json:"metrics_proto_body_bytes"`
+	MetricsProtoWire int     `json:"metrics_proto_wire_bytes"`
 	MetricsBody      int     `json:"metrics_body_bytes"`
 	MetricsWire      int     `json:"metrics_wire_bytes"`
 	Series           int     `json:"series"`
@@ -374,10 +378,12 @@ func doRun(ctx context.Context, e *env, rc RunConfig) (*RunResult, error) {
 			}
 			next := time.Now()
 			for scraping() && !r.proc.exited() {
-				// Every other scrape without gzip, for the cost of the
-				// exposition alone.
+				// In turn: text with gzip (as Prometheus by default),
+				// text without (the cost of the exposition alone), and
+				// protobuf with gzip (as a Prometheus told to prefer it).
 				before, _ := readProc(r.proc.pid(), false)
-				s := scrapeMetrics(ctx, client, r.base, r.launch, len(r.scrapes)%2 == 0)
+				kind := len(r.scrapes) % 3
+				s := scrapeMetrics(ctx, client, r.base, r.launch, kind != 1, kind == 2)
 				if after, err := readProc(r.proc.pid(), false); err == nil {
 					s.CPU = after.CPU - before.CPU
 				}
@@ -744,7 +750,7 @@ func summarize(r *replica, from, to, allChecked float64) ReplicaSummary {
 			}
 		}
 	}
-	var took, gor, plain, scpu []float64
+	var took, gor, plain, scpu, protos []float64
 	var firstSteady, lastSteady *Scrape
 	for i := range r.scrapes {
 		sc := &r.scrapes[i]
@@ -754,6 +760,11 @@ func summarize(r *replica, from, to, allChecked float64) ReplicaSummary {
 			continue
 		}
 		if sc.T < from || sc.T > to {
+			continue
+		}
+		if sc.Proto {
+			protos = append(protos, sc.Took)
+			s.MetricsProtoBody, s.MetricsProtoWire = sc.Body, sc.Wire
 			continue
 		}
 		if firstSteady == nil {
@@ -781,17 +792,23 @@ func summarize(r *replica, from, to, allChecked float64) ReplicaSummary {
 		sort.Float64s(gor)
 		s.GoroutinesMed, s.GoroutinesMax = gor[len(gor)/2], gor[len(gor)-1]
 	}
+	if len(protos) > 0 {
+		sort.Float64s(protos)
+		s.MetricsProtoMed, s.MetricsProtoMax = protos[len(protos)/2], protos[len(protos)-1]
+	}
 	if len(plain) > 0 {
 		sort.Float64s(plain)
 		s.MetricsPlainMed, s.MetricsPlainMax = plain[len(plain)/2], plain[len(plain)-1]
 	}
-	if lastSteady == nil && len(r.scrapes) > 0 {
-		lastSteady = &r.scrapes[len(r.scrapes)-1]
+	for i := len(r.scrapes) - 1; lastSteady == nil && i >= 0; i-- {
+		if !r.scrapes[i].Proto {
+			lastSteady = &r.scrapes[i]
+		}
 	}
 	if lastSteady != nil {
 		l := lastSteady
 		for i := len(r.scrapes) - 1; i >= 0; i-- {
-			if sc := r.scrapes[i]; sc.Gzip && sc.Err == "" && sc.Status == http.StatusOK {
+			if sc := r.scrapes[i]; sc.Gzip && !sc.Proto && sc.Err == "" && sc.Status == http.StatusOK {
 				s.MetricsWire = sc.Wire
 				break
 			}
