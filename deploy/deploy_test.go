@@ -1,5 +1,6 @@
-// Package deploy checks the deployment files users copy: the Dockerfile, the
-// systemd unit and the Kubernetes manifests. None of them can run here (no
+// Package deploy checks the deployment files users copy: the Dockerfiles
+// (from source, and of a release), the systemd unit and the Kubernetes
+// manifests, and the release configuration (.goreleaser.yaml). None of them can run here (no
 // container engine, no cluster, no systemd as init), so the tests check what
 // a user would trip over: the image's user, port and entrypoint, the binary
 // its build command makes, the unit with systemd-analyze (the one subtest
@@ -43,9 +44,9 @@ type instruction struct {
 	cmd, args string
 }
 
-func parseDockerfile(t *testing.T) []instruction {
+func parseDockerfile(t *testing.T, name string) []instruction {
 	t.Helper()
-	f, err := os.Open("Dockerfile")
+	f, err := os.Open(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +130,7 @@ func builderHasGo(image, want string) bool {
 var buildRun = regexp.MustCompile(`CGO_ENABLED=0 go build (.*) -o (\S+) (\./cmd/tokenwatch)$`)
 
 func TestDockerfile(t *testing.T) {
-	st := stages(parseDockerfile(t))
+	st := stages(parseDockerfile(t, "Dockerfile"))
 	if len(st) < 2 {
 		t.Fatalf("%d stage(s), want a build stage and a small final one", len(st))
 	}
@@ -203,7 +204,11 @@ func TestDockerfile(t *testing.T) {
 
 	t.Run("the build command makes a static binary that knows its version", func(t *testing.T) {
 		bin := filepath.Join(t.TempDir(), "tokenwatch")
-		flags := strings.ReplaceAll(run[1], "${VERSION}", "9.8.7-image")
+		args := map[string]string{"VERSION": "9.8.7-image", "REVISION": "0123abcd", "BRANCH": "release-9.8", "BUILD_DATE": "2026-11-30T17:00:00Z"}
+		flags := run[1]
+		for arg, value := range args {
+			flags = strings.ReplaceAll(flags, "${"+arg+"}", value)
+		}
 		cmd := exec.Command("sh", "-c", "go build "+flags+" -o "+bin+" "+run[3])
 		cmd.Dir = ".."
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -211,8 +216,10 @@ func TestDockerfile(t *testing.T) {
 			t.Fatalf("%s: %v\n%s", cmd, err, out)
 		}
 		out, err := exec.Command(bin, "version").CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "9.8.7-image") {
-			t.Errorf("tokenwatch version says %q (%v), want the VERSION the image was built with", out, err)
+		for arg, value := range args {
+			if err != nil || !strings.Contains(string(out), value) {
+				t.Errorf("tokenwatch version says %q (%v), want the %s the image was built with, %s", out, err, arg, value)
+			}
 		}
 		f, err := elf.Open(bin)
 		if err != nil {
@@ -759,7 +766,7 @@ func TestDeploymentsPassOnlyKnownFlags(t *testing.T) {
 	}
 
 	var image []string
-	st := stages(parseDockerfile(t))
+	st := stages(parseDockerfile(t, "Dockerfile"))
 	for _, cmd := range find(st[len(st)-1], "CMD") {
 		if err := json.Unmarshal([]byte(cmd), &image); err != nil {
 			t.Fatalf("CMD %s is not in exec form: %v", cmd, err)
@@ -798,5 +805,126 @@ func TestDeploymentsPassOnlyKnownFlags(t *testing.T) {
 				t.Errorf("--storage.path=%q, want %s", v, stateDir)
 			}
 		})
+	}
+}
+
+// TestReleaseImageIsTheImage holds deploy/Dockerfile.release, the image
+// goreleaser makes from the binaries it built, to deploy/Dockerfile's final
+// stage: the same base, user, state directory, port, entrypoint and command,
+// only the binary comes from the build context (one per platform).
+func TestReleaseImageIsTheImage(t *testing.T) {
+	source := stages(parseDockerfile(t, "Dockerfile"))
+	release := stages(parseDockerfile(t, "Dockerfile.release"))
+	final, releaseFinal := source[len(source)-1], release[len(release)-1]
+	for _, cmd := range []string{"FROM", "USER", "VOLUME", "EXPOSE", "ENTRYPOINT", "CMD"} {
+		if got, want := find(releaseFinal, cmd), find(final, cmd); !slices.Equal(got, want) {
+			t.Errorf("%s: the release image has %q, deploy/Dockerfile %q", cmd, got, want)
+		}
+	}
+	var entry []string
+	_ = json.Unmarshal([]byte(find(final, "ENTRYPOINT")[0]), &entry)
+	var binary, state *copyInstruction
+	for _, c := range find(releaseFinal, "COPY") {
+		ci := parseCopy(c)
+		switch {
+		case len(entry) > 0 && ci.dest == entry[0]:
+			binary = &ci
+		case strings.TrimSuffix(ci.dest, "/") == stateDir:
+			state = &ci
+		}
+	}
+	if binary == nil || len(binary.src) != 1 || binary.src[0] != "$TARGETPLATFORM/tokenwatch" || binary.opts["from"] != "" {
+		t.Errorf("the release image must copy goreleaser's binary of its platform ($TARGETPLATFORM/tokenwatch) to %v, copies %+v", entry, binary)
+	}
+	if !slices.Contains(find(releaseFinal, "ARG"), "TARGETPLATFORM") {
+		t.Error("the release image's final stage does not declare ARG TARGETPLATFORM, which its COPY needs")
+	}
+	if state == nil || state.opts["chown"] != find(final, "USER")[0] || state.opts["chmod"] != "0700" {
+		t.Errorf("the release image's %s is not made as deploy/Dockerfile's (owned by its user, mode 0700): %+v", stateDir, state)
+	}
+}
+
+// platform is an os and architecture of goreleaser's builds.
+type platform struct {
+	Goos   string `yaml:"goos"`
+	Goarch string `yaml:"goarch"`
+}
+
+// goreleaser is the part of .goreleaser.yaml these tests read.
+type goreleaser struct {
+	Version int `yaml:"version"`
+	Builds  []struct {
+		ID      string     `yaml:"id"`
+		Main    string     `yaml:"main"`
+		Env     []string   `yaml:"env"`
+		Flags   []string   `yaml:"flags"`
+		Ldflags []string   `yaml:"ldflags"`
+		Goos    []string   `yaml:"goos"`
+		Goarch  []string   `yaml:"goarch"`
+		Ignore  []platform `yaml:"ignore"`
+	} `yaml:"builds"`
+	Archives []struct {
+		Files []string `yaml:"files"`
+	} `yaml:"archives"`
+	DockersV2 []struct {
+		Dockerfile string   `yaml:"dockerfile"`
+		Platforms  []string `yaml:"platforms"`
+	} `yaml:"dockers_v2"`
+}
+
+// TestReleaseConfig checks .goreleaser.yaml against what the issue of
+// releases asks and what the other deployments do: static binaries for
+// Linux and macOS that know their version, revision, branch and
+// build date (the variables deploy/Dockerfile sets), archives with the
+// systemd unit and example configurations, and the release image.
+func TestReleaseConfig(t *testing.T) {
+	raw, err := os.ReadFile("../.goreleaser.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g goreleaser
+	if err := yaml.Unmarshal(raw, &g); err != nil {
+		t.Fatal(err)
+	}
+	if g.Version != 2 || len(g.Builds) != 1 || len(g.Archives) != 1 || len(g.DockersV2) != 1 {
+		t.Fatalf("want a goreleaser v2 configuration with one build, one archive and one image, have %+v", g)
+	}
+	b := g.Builds[0]
+	if b.Main != "./cmd/tokenwatch" || !slices.Contains(b.Env, "CGO_ENABLED=0") || !slices.Contains(b.Flags, "-trimpath") {
+		t.Errorf("the build is not a static, trimmed build of ./cmd/tokenwatch: %+v", b)
+	}
+	var targets []string
+	for _, goos := range b.Goos {
+		for _, goarch := range b.Goarch {
+			if !slices.Contains(b.Ignore, platform{goos, goarch}) {
+				targets = append(targets, goos+"/"+goarch)
+			}
+		}
+	}
+	// Windows is left out until internal/store can lock its directory there.
+	for _, want := range []string{"linux/amd64", "linux/arm64", "darwin/amd64", "darwin/arm64"} {
+		if !slices.Contains(targets, want) {
+			t.Errorf("no release for %s (builds %v)", want, targets)
+		}
+	}
+	ldflags := strings.Join(b.Ldflags, " ")
+	image := strings.Join(find(stages(parseDockerfile(t, "Dockerfile"))[0], "RUN"), " ")
+	for _, v := range []string{"Version", "Revision", "Branch", "BuildUser", "BuildDate"} {
+		x := "-X github.com/prometheus/common/version." + v + "="
+		if !strings.Contains(ldflags, x) {
+			t.Errorf("the release does not set %s", x)
+		}
+		if !strings.Contains(image, x) {
+			t.Errorf("deploy/Dockerfile does not set %s", x)
+		}
+	}
+	files := strings.Join(g.Archives[0].Files, " ")
+	for _, want := range []string{"deploy/systemd/tokenwatch.service", "configs/examples", "README.md"} {
+		if !strings.Contains(files, want) {
+			t.Errorf("the archives do not hold %s: %v", want, g.Archives[0].Files)
+		}
+	}
+	if d := g.DockersV2[0]; d.Dockerfile != "deploy/Dockerfile.release" || !slices.Contains(d.Platforms, "linux/amd64") || !slices.Contains(d.Platforms, "linux/arm64") {
+		t.Errorf("the release image is not deploy/Dockerfile.release for linux/amd64 and linux/arm64: %+v", d)
 	}
 }

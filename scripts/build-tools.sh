@@ -13,14 +13,18 @@
 #                  -> ~/.cache/tokenwatch/vulndb-<x/vulndb version>/ (a directory)
 #   golangci-lint  github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 #                  -> ~/.cache/tokenwatch/golangci-lint-v2.15.0/golangci-lint
+#   goreleaser     github.com/goreleaser/goreleaser/v2, the release builder
+#                  (.goreleaser.yaml)
+#                  -> ~/.cache/tokenwatch/goreleaser-v2.15.1/goreleaser
 #
-#   scripts/build-tools.sh [govulncheck|vulndb|golangci-lint]...   (none: all three)
+#   scripts/build-tools.sh [govulncheck|vulndb|golangci-lint|goreleaser]...   (none: all)
 #
 # Each is built once (under $XDG_CACHE_HOME instead of ~/.cache if set) and
 # reused while present; nothing of them is committed. A binary built by an
 # older Go (major.minor) than the one in use is built again: a linter or type
 # checker cannot read code for a newer Go. Cold, on 2 cores: govulncheck about
-# half a minute, the database about a minute, golangci-lint 20 to 30 minutes.
+# half a minute, the database about a minute, golangci-lint 20 to 30 minutes,
+# goreleaser about 20 (its snapshot builds: see scripts/test.sh).
 # To take a newer vulnerability database, raise vulndb_version (any
 # pseudo-version the module proxy serves) and run this again.
 set -euo pipefail
@@ -28,6 +32,8 @@ set -euo pipefail
 govulncheck_version=v1.9.0
 vulndb_version=v0.0.0-20261105234957-e22db6528018
 golangci_lint_version=v2.15.0
+# The newest goreleaser the module proxy serves that builds with Go 1.26.
+goreleaser_version=v2.15.1
 
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/tokenwatch"
 command -v go >/dev/null 2>&1 || { echo "build-tools: go is not installed" >&2; exit 1; }
@@ -78,8 +84,12 @@ install() {
     echo "build-tools: building $name failed" >&2
     return 1
   fi
+  # go install names a command after its path less a major version suffix
+  # (.../goreleaser/v2 -> goreleaser).
+  local built=$(basename "$pkg")
+  [[ $built =~ ^v[0-9]+$ ]] && built=$(basename "$(dirname "$pkg")")
   # Renamed last, so an interrupted build never leaves half a binary in the cache.
-  mv -f "$dir/$(basename "$pkg")" "$bin"
+  mv -f "$dir/$built" "$bin"
 }
 
 build_govulncheck() {
@@ -92,6 +102,13 @@ build_golangci_lint() {
   local bin="$cache/golangci-lint-$golangci_lint_version/golangci-lint"
   install golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint "$golangci_lint_version" "$bin" \
     "-X main.version=${golangci_lint_version#v}"
+  echo "$bin"
+}
+
+build_goreleaser() {
+  local bin="$cache/goreleaser-$goreleaser_version/goreleaser"
+  install goreleaser github.com/goreleaser/goreleaser/v2 "$goreleaser_version" "$bin" \
+    "-X main.version=${goreleaser_version#v} -X main.builtBy=tokenwatch-build-tools"
   echo "$bin"
 }
 
@@ -128,12 +145,13 @@ build_vulndb() {
   echo "$db"
 }
 
-(($#)) || set -- govulncheck vulndb golangci-lint
+(($#)) || set -- govulncheck vulndb golangci-lint goreleaser
 for tool; do
   case $tool in
     govulncheck) build_govulncheck ;;
     vulndb) build_vulndb ;;
     golangci-lint) build_golangci_lint ;;
-    *) echo "build-tools: unknown tool $tool (govulncheck, vulndb, golangci-lint)" >&2; exit 2 ;;
+    goreleaser) build_goreleaser ;;
+    *) echo "build-tools: unknown tool $tool (govulncheck, vulndb, golangci-lint, goreleaser)" >&2; exit 2 ;;
   esac
 done
