@@ -89,7 +89,7 @@ func newDemoWorld(opts demoOptions) (*demoWorld, error) {
 	acme.AddUser(orgsim.User{Username: "integration@acme.example", Password: "demo-password", SecurityToken: "DEMOTOKEN"})
 	acme.AddUser(orgsim.User{Username: "jwt@acme.example", Password: "unused-password"})
 	acme.AddApp(orgsim.App{ClientID: "acme-cc-app", ClientSecret: "acme-cc-secret", RunAsUser: "integration@acme.example", Scope: "api"})
-	acme.AddApp(orgsim.App{ClientID: "acme-jwt-app", CertificateKey: &key.PublicKey, PreApproved: []string{"jwt@acme.example"}, Scope: "api refresh_token"})
+	acme.AddApp(orgsim.App{ClientID: "acme-jwt-app", ClientSecret: "acme-jwt-secret", CertificateKey: &key.PublicKey, PreApproved: []string{"jwt@acme.example"}, Scope: "api refresh_token"})
 	acme.AddApp(orgsim.App{ClientID: "acme-password-app", ClientSecret: "acme-password-secret", IntrospectAll: true})
 	acme.AddApp(orgsim.App{ClientID: "acme-refresh-app", ClientSecret: "acme-refresh-secret", RefreshTokenRotation: true, Scope: "api refresh_token"})
 
@@ -196,6 +196,7 @@ orgs:
     url: %s
     client: {id: acme-jwt-app, auth_method: none}   # the signed assertion is the credential
     grant: {type: jwt_bearer, username: jwt@acme.example, private_key_file: jwt-key.pem}
+    introspection: {client: {id: acme-jwt-app, secret: acme-jwt-secret}}   # Salesforce's introspection needs the secret
     labels: {team: crm, env: demo}
   - name: acme-password-introspect-all
     provider: salesforce

@@ -53,7 +53,7 @@ func newFixture(t *testing.T) *fixture {
 	f.org.AddUser(orgsim.User{Username: "jwt@e2e.example", Password: "x"})
 	f.org.AddApp(orgsim.App{ClientID: "seed-app", ClientSecret: canaryClientSecret})
 	f.org.AddApp(orgsim.App{ClientID: "all-app", ClientSecret: canaryIntroSecret, IntrospectAll: true, RunAsUser: "integration@e2e.example", RefreshTokenRotation: true})
-	f.org.AddApp(orgsim.App{ClientID: "jwt-app", CertificateKey: &key.PublicKey, PreApproved: []string{"jwt@e2e.example"}})
+	f.org.AddApp(orgsim.App{ClientID: "jwt-app", ClientSecret: "jwt-secret", CertificateKey: &key.PublicKey, PreApproved: []string{"jwt@e2e.example"}})
 	if err := f.org.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -100,6 +100,7 @@ orgs:
     url: %[1]s
     client: {id: jwt-app, auth_method: none}
     grant: {type: jwt_bearer, username: jwt@e2e.example, private_key_file: jwt.pem}
+    introspection: {client: {id: jwt-app, secret: jwt-secret}}
   - name: healthy-refresh
     url: %[1]s
     client: {id: all-app, secret: %[2]s}
