@@ -839,9 +839,18 @@ func TestReleaseImageIsTheImage(t *testing.T) {
 	if !slices.Contains(find(releaseFinal, "ARG"), "TARGETPLATFORM") {
 		t.Error("the release image's final stage does not declare ARG TARGETPLATFORM, which its COPY needs")
 	}
-	if state == nil || state.opts["chown"] != find(final, "USER")[0] || state.opts["chmod"] != "0700" {
-		t.Errorf("the release image's %s is not made as deploy/Dockerfile's (owned by its user, mode 0700): %+v", stateDir, state)
+	if state == nil || state.opts["chown"] != find(final, "USER")[0] || state.opts["chmod"] != "0700" || len(state.src) != 1 {
+		t.Fatalf("the release image's %s is not made as deploy/Dockerfile's (owned by its user, mode 0700): %+v", stateDir, state)
 	}
+	// The directory it copies is made in the stage it names.
+	made := regexp.MustCompile(`\bmkdir\b.*\s` + regexp.QuoteMeta(strings.TrimSuffix(state.src[0], "/")) + `/?(\s|$)`)
+	for _, st := range release[:len(release)-1] {
+		if from := strings.Fields(find(st, "FROM")[0]); len(from) == 3 && from[2] == state.opts["from"] &&
+			slices.ContainsFunc(find(st, "RUN"), made.MatchString) {
+			return
+		}
+	}
+	t.Errorf("no stage %q of the release image makes %s, which its final stage copies", state.opts["from"], state.src[0])
 }
 
 // platform is an os and architecture of goreleaser's builds.
