@@ -33,13 +33,20 @@ var mayBeEmpty = map[string]bool{
 // label matchers), and the intervals are what Grafana computes. The data
 // source variable is not part of a query.
 func dashboardVariables(set map[string]string) *strings.Replacer {
-	values := map[string]string{"job": ".*", "instance": ".*", "team": ".*", "env": ".*", "labels": "", "org": ".*"}
+	values := map[string]string{"job": ".*", "instance": ".*", "team": ".*", "env": ".*", "labels": "", "org": ".*",
+		"org_detail": healthyOrg}
 	for k, v := range set {
 		values[k] = v
 	}
+	// Longest names first: $org_detail is not $org followed by _detail.
+	names := make([]string, 0, len(values))
+	for name := range values {
+		names = append(names, name)
+	}
+	slices.SortFunc(names, func(a, b string) int { return len(b) - len(a) })
 	pairs := []string{"$__rate_interval", "15s", "$__interval", "5s", "$__range", "1m"}
-	for name, v := range values {
-		pairs = append(pairs, "${"+name+"}", v, "$"+name, v)
+	for _, name := range names {
+		pairs = append(pairs, "${"+name+"}", values[name], "$"+name, values[name])
 	}
 	return strings.NewReplacer(pairs...)
 }
@@ -281,7 +288,7 @@ func TestDashboardAgainstPrometheus(t *testing.T) {
 func testVariablesFilter(t *testing.T, prom *promAPI, queries []dashboardQuery) {
 	nothing := map[string]string{
 		"job": "no-such-job", "instance": "no-such-instance", "team": "no-such-team", "env": "no-such-env",
-		"labels": `provider="no-such-provider"`, "org": "no-such-org",
+		"labels": `provider="no-such-provider"`, "org": "no-such-org", "org_detail": "no-such-org",
 	}
 	for name, value := range nothing {
 		t.Run(name, func(t *testing.T) {
@@ -290,7 +297,11 @@ func testVariablesFilter(t *testing.T, prom *promAPI, queries []dashboardQuery) 
 				if q.row == "tokenwatch itself" && name != "job" && name != "instance" {
 					continue
 				}
-				if !strings.Contains(q.raw, "$"+name) {
+				// Only the org row shows the org in detail.
+				if name == "org_detail" && !strings.HasPrefix(q.row, "Org: ") {
+					continue
+				}
+				if !regexp.MustCompile(`\$` + name + `\b`).MatchString(q.raw) {
 					t.Errorf("%s: does not use $%s", q, name)
 					continue
 				}
@@ -313,9 +324,11 @@ func testVariablesFilter(t *testing.T, prom *promAPI, queries []dashboardQuery) 
 		vars map[string]string
 		org  string
 	}{
-		{map[string]string{"team": "integrations"}, seedOrg},
+		{map[string]string{"team": "integrations", "org_detail": seedOrg}, seedOrg},
 		{map[string]string{"labels": `team="crm"`}, healthyOrg},
 		{map[string]string{"org": healthyOrg}, healthyOrg},
+		// The org in detail is one the others do not pick: the org row is empty.
+		{map[string]string{"org": healthyOrg, "org_detail": seedOrg}, healthyOrg},
 	} {
 		t.Run(fmt.Sprintf("pick %v", pick.vars), func(t *testing.T) {
 			vars := dashboardVariables(pick.vars)

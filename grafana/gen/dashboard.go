@@ -30,9 +30,10 @@ const (
 	envVar        = "env"
 	labelsVar     = "labels"
 	orgVar        = "org"
+	detailVar     = "org_detail"
 
 	rowFleet = "Fleet overview"
-	rowOrg   = "Org: $org"
+	rowOrg   = "Org: $org_detail"
 	rowAgent = "tokenwatch itself"
 )
 
@@ -61,6 +62,16 @@ const (
 	// valid PromQL.
 	pickedOrgs = `tokenwatch_org_info{` + orgMatchers + `,team=~"$team",env=~"$env",$labels}`
 )
+
+// detailMatchers are the matchers of the one org of the org row, picked
+// among the orgs the other variables pick: with thousands picked, a row of
+// per-org panels for each would be thousands of series per panel.
+const detailMatchers = scraped + `,org="$org_detail"`
+
+// detail selects metric for the org of the org row, if the variables pick it.
+func detail(metric string) string {
+	return metric + "{" + detailMatchers + "} and on (org) " + pickedOrgs
+}
 
 // perOrg selects metric for the orgs the variables pick; extra are more
 // matchers ("outcome!=\"ok\"").
@@ -326,7 +337,7 @@ func fleetRow(g *grid) {
 		Thresholds(thresholds(green, step{1, orange})))
 
 	g.add(tablePanel("Orgs, worst first",
-		"Every org picked, with its last check's state and outcome, its team and env, when its token expires and how long ago it was checked. Click an org for its entry on the status page, an outcome for its cause and fix in docs/outcomes.md; pick one in the org variable for its detail below.", 12, 10,
+		"Every org picked, with its last check's state and outcome, its team and env, when its token expires and how long ago it was checked. Click an org for its entry on the status page, an outcome for its cause and fix in docs/outcomes.md; pick one in Org in detail for the row below.", 12, 10,
 		rows("A", withOutcome(`tokenwatch_check_success{`+orgMatchers+`}`)),
 		rows("B", withOutcome(`tokenwatch_token_expiry_timestamp_seconds{`+orgMatchers+`} - time()`)),
 		rows("C", withOutcome(`time() - tokenwatch_check_last_run_timestamp_seconds{`+orgMatchers+`}`))).
@@ -375,48 +386,48 @@ func fleetRow(g *grid) {
 		query("B", `quantile by (step) (0.99, `+perOrg("tokenwatch_step_last_duration_seconds")+`)`, "{{step}} p99")))
 }
 
-// orgRow explains the orgs picked with the org variable: one, typically.
+// orgRow explains one org, picked with the org_detail variable.
 func orgRow(g *grid) {
 	g.row(rowOrg)
 	g.add(statPanel("State",
 		"The last check of this org: OK, or FAILING with its outcome in the panels below.", 3,
-		instant("A", perOrg("tokenwatch_check_success"), "{{org}}")).
+		instant("A", detail("tokenwatch_check_success"), "{{org}}")).
 		Mappings(healthWords()).
 		Thresholds(thresholds(red, step{1, green})))
 	g.add(statPanel("Introspection",
 		"What introspection said about the token of the last check. Inactive while the resource call works is a permission gap (introspection_not_permitted), not a dead token.", 3,
-		instant("A", perOrg("tokenwatch_introspection_active"), "{{org}}")).
+		instant("A", detail("tokenwatch_introspection_active"), "{{org}}")).
 		Mappings(words("inactive", red, "active", green)).
 		Thresholds(thresholds(red, step{1, green})))
 	g.add(statPanel("Token expires in",
 		"Time left until the token seen in the last check expires. On Salesforce it slides with use.", 3,
-		instant("A", `tokenwatch_token_expiry_timestamp_seconds{`+orgMatchers+`} - time() and on (org) `+pickedOrgs, "{{org}}")).
+		instant("A", `tokenwatch_token_expiry_timestamp_seconds{`+detailMatchers+`} - time() and on (org) `+pickedOrgs, "{{org}}")).
 		Unit("dtdurations").
 		Thresholds(thresholds(red, step{300, orange}, step{3600, green})))
 	g.add(statPanel("Token lifetime",
 		"Expiry minus issue time of the token seen in the last check. A shrinking lifetime is an auth regression.", 3,
-		instant("A", perOrg("tokenwatch_token_lifetime_seconds"), "{{org}}")).
+		instant("A", detail("tokenwatch_token_lifetime_seconds"), "{{org}}")).
 		Unit("dtdurations").
 		Thresholds(thresholds(grey)))
 	g.add(statPanel("Last check",
 		"When the last check of this org finished. Older than the org's schedule means checks are late.", 3,
-		instant("A", `tokenwatch_check_last_run_timestamp_seconds{`+orgMatchers+`} * 1000 and on (org) `+pickedOrgs, "{{org}}")).
+		instant("A", `tokenwatch_check_last_run_timestamp_seconds{`+detailMatchers+`} * 1000 and on (org) `+pickedOrgs, "{{org}}")).
 		Unit("dateTimeFromNow").
 		ColorMode(common.BigValueColorModeNone))
 	g.add(statPanel("Check duration",
 		"How long the last check took, all steps together.", 3,
-		instant("A", perOrg("tokenwatch_check_duration_seconds"), "{{org}}")).
+		instant("A", detail("tokenwatch_check_duration_seconds"), "{{org}}")).
 		Unit("s").
 		Thresholds(thresholds(green, step{1, orange}, step{5, red})))
 	g.add(statPanel("API requests left",
 		"Salesforce: the share of the org's daily API request allowance left (DailyApiRequests). Below 10% integrations are close to REQUEST_LIMIT_EXCEEDED.", 3,
-		instant("A", `tokenwatch_api_requests_remaining{`+orgMatchers+`} / tokenwatch_api_requests_max{`+orgMatchers+`} and on (org) `+pickedOrgs, "{{org}}")).
+		instant("A", `tokenwatch_api_requests_remaining{`+detailMatchers+`} / tokenwatch_api_requests_max{`+detailMatchers+`} and on (org) `+pickedOrgs, "{{org}}")).
 		Unit("percentunit").
 		NoValue("not Salesforce").
 		Thresholds(thresholds(red, step{0.05, orange}, step{0.1, green})))
 	g.add(statPanel("Signing certificate expires in",
 		"jwt_bearer: time left on the certificate the org signs its assertions with (grant.certificate_file).", 3,
-		instant("A", `tokenwatch_signing_certificate_expiry_timestamp_seconds{`+orgMatchers+`} - time() and on (org) `+pickedOrgs, "{{org}}")).
+		instant("A", `tokenwatch_signing_certificate_expiry_timestamp_seconds{`+detailMatchers+`} - time() and on (org) `+pickedOrgs, "{{org}}")).
 		Unit("dtdurations").
 		NoValue("no certificate_file").
 		Thresholds(thresholds(red, step{7 * 86400, orange}, step{30 * 86400, green})))
@@ -424,36 +435,36 @@ func orgRow(g *grid) {
 	g.add(statetimeline.NewPanelBuilder().Title("Check and introspection over time").
 		Description("Each check's verdict and what introspection answered, over time.").
 		Datasource(promDS()).Span(12).Height(6).
-		WithTarget(query("A", perOrg("tokenwatch_check_success"), "{{org}} check")).
-		WithTarget(query("B", perOrg("tokenwatch_introspection_active"), "{{org}} introspection")).
+		WithTarget(query("A", detail("tokenwatch_check_success"), "{{org}} check")).
+		WithTarget(query("B", detail("tokenwatch_introspection_active"), "{{org}} introspection")).
 		Mappings(words("FAILING / inactive", red, "OK / active", green)).
 		Thresholds(thresholds(red, step{1, green})).
 		ShowValue(common.VisibilityModeNever).
 		MergeValues(true))
 	g.add(graph("Time to expiry",
 		"Time left on the token each check saw. A sawtooth is normal for fresh tokens; a line heading to zero is not.", "s", 12, 6,
-		query("A", `tokenwatch_token_expiry_timestamp_seconds{`+orgMatchers+`} - time() and on (org) `+pickedOrgs, "{{org}} expires in")))
+		query("A", `tokenwatch_token_expiry_timestamp_seconds{`+detailMatchers+`} - time() and on (org) `+pickedOrgs, "{{org}} expires in")))
 
 	g.add(graph("Step latency",
 		"How long each step's HTTP exchanges took (token, introspect, probe, revoke), check after check: tokenwatch_step_last_duration_seconds, the last check's durations, as each scrape saw them. For percentiles of this org, turn on metrics.step_histograms (tokenwatch_step_duration_seconds, 56 series); across orgs, see the fleet row.", "s", 12, 8,
-		query("A", perOrg("tokenwatch_step_last_duration_seconds"), "{{org}} {{step}}")))
+		query("A", detail("tokenwatch_step_last_duration_seconds"), "{{org}} {{step}}")))
 	g.add(barGauge("Last check by step and phase",
 		"Where the time of each step went in the last check. With metrics.phases on for the org, by phase: resolve, connect, tls, processing (the server thinking), transfer, leaving out phases that took no time; otherwise each step's total.", "s", 12, 8,
-		instant("A", `(tokenwatch_step_phase_duration_seconds{`+orgMatchers+`} > 0 or on (org, step) tokenwatch_step_last_duration_seconds{`+orgMatchers+`}) and on (org) `+pickedOrgs, "{{org}} {{step}} {{phase}}")).
+		instant("A", `(tokenwatch_step_phase_duration_seconds{`+detailMatchers+`} > 0 or on (org, step) tokenwatch_step_last_duration_seconds{`+detailMatchers+`}) and on (org) `+pickedOrgs, "{{org}} {{step}} {{phase}}")).
 		Thresholds(thresholds(blue)))
 
 	g.add(bars("Outcomes over time",
 		"This org's checks per minute, by outcome.", "opm", 12, 7,
-		query("A", `sum by (outcome) (rate(tokenwatch_checks_total{`+orgMatchers+`}[$__rate_interval]) and on (org) `+pickedOrgs+`) * 60`, "{{outcome}}")))
+		query("A", `sum by (outcome) (rate(tokenwatch_checks_total{`+detailMatchers+`}[$__rate_interval]) and on (org) `+pickedOrgs+`) * 60`, "{{outcome}}")))
 	g.add(tablePanel("Recent outcomes",
 		"This org's checks in the dashboard's time range, by outcome, most frequent first. Click an outcome for its cause and fix.", 6, 7,
-		rows("A", `sort_desc(sum by (outcome) (increase(tokenwatch_checks_total{`+orgMatchers+`}[$__range]) and on (org) `+pickedOrgs+`) > 0)`)).
+		rows("A", `sort_desc(sum by (outcome) (increase(tokenwatch_checks_total{`+detailMatchers+`}[$__range]) and on (org) `+pickedOrgs+`) > 0)`)).
 		WithTransformation(organize([]string{"Time"}, map[string]string{"Value": "Checks"}, []string{"outcome", "Value"})).
 		OverrideByName("Checks", []dashboard.DynamicConfigValue{{Id: "decimals", Value: 0}}).
 		OverrideByName("outcome", []dashboard.DynamicConfigValue{links("What ${__value.raw} means and how to fix it", outcomeLink)}))
 	g.add(tablePanel("Configuration",
 		"How this org is checked: provider, grant and its configured labels. Click the org for its entry on the status page.", 6, 7,
-		rows("A", pickedOrgs)).
+		rows("A", `tokenwatch_org_info{`+orgMatchers+`,org="$org_detail",team=~"$team",env=~"$env",$labels}`)).
 		WithTransformation(organize([]string{"Time", "Value", "__name__", "job"}, map[string]string{}, []string{"org", "provider", "grant"})).
 		OverrideByName("org", []dashboard.DynamicConfigValue{links("Status page entry of ${__value.raw}", statusLink)}))
 }
@@ -543,6 +554,9 @@ func pick(name, label, desc, selector, valuesOf string) *dashboard.QueryVariable
 		Current(allOf())
 }
 
+// detailQuery lists the orgs the other variables pick.
+const detailQuery = `label_values(` + pickedOrgs + `, org)`
+
 // variables are the dashboard's choices, each narrowing the next.
 func variables() []cog.Builder[dashboard.VariableModel] {
 	return []cog.Builder[dashboard.VariableModel]{
@@ -565,8 +579,16 @@ func variables() []cog.Builder[dashboard.VariableModel] {
 				Text:  dashboard.StringOrArrayOfString{String: cog.ToPtr("")},
 				Value: dashboard.StringOrArrayOfString{String: cog.ToPtr("")},
 			}),
-		pick(orgVar, "Org", "The orgs shown, among those the labels pick; one for the org row.",
+		pick(orgVar, "Org", "The orgs shown, among those the labels pick.",
 			`tokenwatch_org_info{`+scraped+`,team=~"$team",env=~"$env",$labels}`, "org"),
+		dashboard.NewQueryVariableBuilder(detailVar).
+			Label("Org in detail").
+			Description("The one org of the org row, among the orgs picked.").
+			Datasource(promDS()).
+			Query(dashboard.StringOrMap{String: cog.ToPtr(detailQuery)}).
+			Definition(detailQuery).
+			Refresh(dashboard.VariableRefreshOnTimeRangeChanged).
+			Sort(dashboard.VariableSortAlphabeticalCaseInsensitiveAsc),
 	}
 }
 

@@ -161,6 +161,7 @@ func TestDashboardRowsAndVariables(t *testing.T) {
 		{envVar, "query", `label_values(tokenwatch_org_info{job=~"$job",instance=~"$instance",team=~"$team"}, env)`, "${datasource}"},
 		{labelsVar, "textbox", "", ""},
 		{orgVar, "query", `label_values(tokenwatch_org_info{job=~"$job",instance=~"$instance",team=~"$team",env=~"$env",$labels}, org)`, "${datasource}"},
+		{detailVar, "query", `label_values(tokenwatch_org_info{job=~"$job",instance=~"$instance",org=~"$org",team=~"$team",env=~"$env",$labels}, org)`, "${datasource}"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -175,6 +176,9 @@ func TestDashboardRowsAndVariables(t *testing.T) {
 				t.Errorf("data source %+v, want uid %s", v.Datasource, tt.ds)
 			}
 		})
+	}
+	if v := vars[detailVar]; v.Multi || v.IncludeAll || v.Refresh == 0 {
+		t.Errorf("%s: multi %v, includeAll %v, refresh %d; want one org, the list refreshed", detailVar, v.Multi, v.IncludeAll, v.Refresh)
 	}
 	for _, name := range []string{jobVar, instanceVar, teamVar, envVar, orgVar} {
 		v := vars[name]
@@ -212,7 +216,8 @@ func followsVariables(row, expr string) string {
 		if row == rowAgent {
 			continue
 		}
-		if !strings.Contains(m[1], `org=~"$org"`) {
+		// The org row shows the one org of org_detail, among those picked.
+		if !strings.Contains(m[1], `org=~"$org"`) && (row != rowOrg || !strings.Contains(m[1], `org="$org_detail"`)) {
 			return m[0] + " does not keep to $org"
 		}
 		if strings.HasPrefix(m[0], "tokenwatch_org_info{") {
@@ -222,6 +227,9 @@ func followsVariables(row, expr string) string {
 				}
 			}
 		}
+	}
+	if row == rowOrg && !strings.Contains(expr, `org="$org_detail"`) {
+		return "the org row does not keep to $org_detail"
 	}
 	if row != rowAgent && !pickedOrgsRE.MatchString(expr) {
 		return "no join with tokenwatch_org_info: the label variables do not apply"
