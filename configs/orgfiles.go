@@ -3,6 +3,7 @@ package configs
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -191,8 +192,9 @@ func (f OrgFiles) WatchedFile(path string) bool {
 }
 
 // Dirs are the directories to watch for org files: the fixed part of every
-// pattern (the longest leading directory without glob characters) and the
-// directory of every matched file, each once.
+// pattern (the longest leading directory without glob characters), every
+// directory its directory part matches now (customers/*/ of
+// customers/*/orgs.yml) and the directory of every matched file, each once.
 func (f OrgFiles) Dirs() []string {
 	var out []string
 	add := func(d string) {
@@ -202,8 +204,21 @@ func (f OrgFiles) Dirs() []string {
 	}
 	for _, p := range f.Patterns {
 		d := filepath.Dir(p)
-		for strings.ContainsAny(d, `*?[\`) {
-			d = filepath.Dir(d)
+		if strings.ContainsAny(d, `*?[\`) {
+			for fixed := d; ; {
+				fixed = filepath.Dir(fixed)
+				if !strings.ContainsAny(fixed, `*?[\`) {
+					add(fixed)
+					break
+				}
+			}
+			matches, _ := filepath.Glob(d)
+			for _, m := range matches {
+				if info, err := os.Stat(m); err == nil && info.IsDir() && !hidden(m) {
+					add(m)
+				}
+			}
+			continue
 		}
 		add(d)
 	}

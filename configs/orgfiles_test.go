@@ -59,6 +59,7 @@ func TestOrgFilesLoad(t *testing.T) {
 		"more/x/orgs.yml":      orgYAML("x1", "../../secret"),
 		"more/y/orgs.yml":      "[]\n",
 		"more/y/unrelated.yml": "- not: matched\n",
+		"more/z/README":        "a directory without an org file yet",
 	})
 	// b2 names its secret file by an absolute path.
 	abs := filepath.Join(dir, "abs-secret")
@@ -96,7 +97,9 @@ func TestOrgFilesLoad(t *testing.T) {
 	if want := []string{"orgs.d/a.yml", "orgs.d/b.yml", "orgs.d/empty.yml", "more/x/orgs.yml", "more/y/orgs.yml"}; !slices.Equal(files, want) {
 		t.Errorf("files = %q, want %q", files, want)
 	}
-	if got, want := cfg.OrgFiles.Dirs(), []string{filepath.Join(dir, "orgs.d"), filepath.Join(dir, "more"), filepath.Join(dir, "more/x"), filepath.Join(dir, "more/y")}; !slices.Equal(got, want) {
+	// more/z holds no org file yet, but one written there must be seen.
+	if got, want := cfg.OrgFiles.Dirs(), []string{filepath.Join(dir, "orgs.d"), filepath.Join(dir, "more"),
+		filepath.Join(dir, "more/x"), filepath.Join(dir, "more/y"), filepath.Join(dir, "more/z")}; !slices.Equal(got, want) {
 		t.Errorf("dirs = %q, want %q", got, want)
 	}
 }
