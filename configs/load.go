@@ -57,7 +57,7 @@ func Load(path string, env []string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load config %s: %w", path, err)
 	}
-	return parse(bytesProvider(b), filepath.Dir(abs), env)
+	return parse(bytesProvider(b), filepath.Dir(abs), abs, env)
 }
 
 // MaxConfigBytes bounds the configuration file: 10,000 orgs take about 4 MB.
@@ -66,7 +66,7 @@ const MaxConfigBytes = 16 << 20
 // Parse is Load for YAML already in memory; relative *_file paths resolve
 // against baseDir.
 func Parse(yamlBytes []byte, baseDir string, env []string) (*Config, error) {
-	return parse(bytesProvider(yamlBytes), baseDir, env)
+	return parse(bytesProvider(yamlBytes), baseDir, "", env)
 }
 
 // bytesProvider lets koanf read YAML held in memory.
@@ -78,7 +78,9 @@ func (b bytesProvider) Read() (map[string]any, error) {
 	return nil, errors.New("bytes provider needs a parser")
 }
 
-func parse(p koanf.Provider, baseDir string, env []string) (*Config, error) {
+// parse reads the configuration; configFile is its absolute path, when it
+// came from a file.
+func parse(p koanf.Provider, baseDir, configFile string, env []string) (*Config, error) {
 	// koanf's file provider and YAML parser, without loading the result into
 	// a koanf instance: the reader walks the parsed map once, and koanf's
 	// merge and its deep copy (Raw) would double the work of a file with
@@ -99,7 +101,7 @@ func parse(p koanf.Provider, baseDir string, env []string) (*Config, error) {
 		return nil, fmt.Errorf("load config: %w", err)
 	}
 
-	r := &reader{baseDir: baseDir, env: lookupTable(env)}
+	r := &reader{baseDir: baseDir, configFile: configFile, env: lookupTable(env)}
 	root := newSection(&r.probs, "", raw)
 	cfg := &Config{}
 	cfg.Global = r.global(root.sub("global"), env)
@@ -181,7 +183,10 @@ func describeTypeError(e *yamlv3.TypeError) string {
 type reader struct {
 	probs   problems
 	baseDir string
-	env     map[string]string
+	// configFile is the configuration file's absolute path, "" for Parse:
+	// org_files never read it as an org file (orgs.d/../*.yml).
+	configFile string
+	env        map[string]string
 }
 
 // lookupTable indexes env; a later entry wins, as it does for os/exec, so

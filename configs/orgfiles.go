@@ -71,7 +71,7 @@ func (r *reader) readOrgFiles(patterns []string, g Global, defined map[string]or
 		// Glob only fails on a bad pattern, refused already.
 		matches, _ := filepath.Glob(p)
 		for _, m := range matches {
-			if !seen[m] && !hidden(m) {
+			if !seen[m] && !hidden(m) && m != r.configFile {
 				seen[m] = true
 				files = append(files, m)
 			}

@@ -104,6 +104,19 @@ func TestOrgFilesLoad(t *testing.T) {
 	}
 }
 
+// TestOrgFilesSkipTheConfigFile: a pattern that matches the configuration
+// file itself does not read it as a list of orgs.
+func TestOrgFilesSkipTheConfigFile(t *testing.T) {
+	dir := orgDir(t, map[string]string{"tokenwatch.yml": "org_files: [\"*.yml\"]\n", "acme.yml": orgYAML("acme", "s"), "s": "secret"})
+	cfg, err := Load(filepath.Join(dir, "tokenwatch.yml"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := orgNamesOf(cfg); !slices.Equal(got, []string{"acme"}) {
+		t.Errorf("orgs %q, want acme", got)
+	}
+}
+
 func TestOrgFilesAlone(t *testing.T) {
 	t.Run("no orgs yet", func(t *testing.T) {
 		// A directory filled later (by a deployment, a sidecar) is no error.
