@@ -654,6 +654,9 @@ func (c *Checker) probe(ctx context.Context, r *run, token string) probeResult {
 		if u := c.limitsURL(r); u != "" {
 			return c.probeLimits(ctx, r, token, u)
 		}
+		if why := c.noWitness(r); why != "" {
+			return probeResult{*r.add(StepResult{Step: StepProbe, Outcome: OutcomeOK, Skipped: true, Detail: why}), witnessNone}
+		}
 		target = r.ep.Userinfo
 		if target == "" {
 			return probeResult{*r.add(StepResult{Step: StepProbe, Outcome: OutcomeOK, Skipped: true,

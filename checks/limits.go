@@ -35,6 +35,27 @@ func reachesIdentity(scope string) bool {
 	return false
 }
 
+// restScopes reach the REST API: "api", or "full", which includes it. A
+// token with neither (only chatter_api, web, refresh_token, an identity
+// scope...) is refused by the REST API though it works: 401
+// INVALID_SESSION_ID "This session is not valid for use with the REST API",
+// the very answer of a dead session.
+var restScopes = []string{"api", "full"}
+
+// reachesREST reports whether a token's scope reaches the REST API; an
+// unknown (empty) scope is taken to, as in reachesIdentity.
+func reachesREST(scope string) bool {
+	if scope == "" {
+		return true
+	}
+	for _, s := range strings.Fields(scope) {
+		if slices.Contains(restScopes, s) {
+			return true
+		}
+	}
+	return false
+}
+
 // APIRequests is the org's daily API request allowance, as the REST API's
 // /limits answered it (DailyApiRequests).
 type APIRequests struct {
@@ -47,7 +68,7 @@ type APIRequests struct {
 // token's scope does not reach the identity service. "" otherwise.
 func (c *Checker) limitsURL(r *run) string {
 	t := &c.target
-	if t.Provider != ProviderSalesforce || reachesIdentity(r.res.Token.Scope) {
+	if t.Provider != ProviderSalesforce || reachesIdentity(r.res.Token.Scope) || !reachesREST(r.res.Token.Scope) {
 		return ""
 	}
 	base := r.res.Token.InstanceURL
@@ -121,6 +142,19 @@ func parseLimits(body []byte) (APIRequests, bool) {
 		return APIRequests{}, false
 	}
 	return APIRequests{Max: *v.Daily.Max, Remaining: *v.Daily.Remaining}, true
+}
+
+// noWitness is why a Salesforce token has no resource to witness it: its
+// scope reaches neither userinfo nor the REST API, both of which would
+// refuse it as they refuse a dead token. "" when one of them is reachable.
+func (c *Checker) noWitness(r *run) string {
+	scope := r.res.Token.Scope
+	if c.target.Provider != ProviderSalesforce || reachesIdentity(scope) || reachesREST(scope) {
+		return ""
+	}
+	return "no resource call: the token's scope " + scopeWords(scope) + " reaches neither userinfo (id, openid, profile, " +
+		"email, address, phone or full) nor the REST API (api or full), and both refuse such a token as they refuse a " +
+		"dead one; add api to the connected app's scopes, or set probe to a URL the token may call"
 }
 
 func scopeWords(scope string) string {

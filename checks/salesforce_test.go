@@ -171,6 +171,36 @@ func TestLimitsIsTheSecondWitnessOfAnAPIOnlyToken(t *testing.T) {
 	})
 }
 
+// TestNoWitnessForATokenWithoutAPIOrIdentityScope: a token whose scope
+// reaches neither userinfo nor the REST API (chatter_api, refresh_token) is
+// refused by both as if it were dead. It is not probed: introspection
+// alone says whether it works, and an active token is not reported dead.
+func TestNoWitnessForATokenWithoutAPIOrIdentityScope(t *testing.T) {
+	w := newWorld(t, orgsim.Options{})
+	w.org.AddApp(orgsim.App{ClientID: "chatter-app", ClientSecret: ccSecret, RunAsUser: "user@example.com", Scope: "chatter_api refresh_token"})
+	tg := w.target("client_credentials")
+	tg.Client.ID = "chatter-app"
+	res := w.check(t, tg)
+	if res.Outcome != checks.OutcomeOK {
+		t.Fatalf("outcome %s, want ok: %s", res.Outcome, res.Explanation)
+	}
+	pr := res.Step(checks.StepProbe)
+	if !pr.Skipped || !strings.Contains(pr.Detail, "reaches neither userinfo") || !strings.Contains(pr.Detail, `"chatter_api refresh_token"`) {
+		t.Errorf("probe step %+v, want skipped with the reason", pr)
+	}
+	if n := w.org.Requests(orgsim.EndpointResource) + w.org.Requests(orgsim.EndpointUserinfo); n != 0 {
+		t.Errorf("%d resource calls with a token whose scope reaches no witness", n)
+	}
+	// A token with api still has /limits as its witness, one with only an
+	// identity scope userinfo.
+	w.org.AddApp(orgsim.App{ClientID: "id-app", ClientSecret: ccSecret, RunAsUser: "user@example.com", Scope: "openid"})
+	tg.Client.ID = "id-app"
+	res = w.check(t, tg)
+	if pr := res.Step(checks.StepProbe); res.Outcome != checks.OutcomeOK || pr.Skipped || !strings.HasSuffix(pr.URL, "/services/oauth2/userinfo") {
+		t.Errorf("scope openid: %s, probe %s %s: %s", res.Outcome, pr.Method, pr.URL, res.Explanation)
+	}
+}
+
 // TestIntrospectionWithoutASecret: a JWT-bearer org without a consumer
 // secret introspects with its client_id alone, which Salesforce refuses.
 func TestIntrospectionWithoutASecret(t *testing.T) {

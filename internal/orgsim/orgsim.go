@@ -24,7 +24,9 @@
 //     assertion): a client_id alone is refused with 401.
 //   - userinfo refuses (403) a token whose scope grants no access to the
 //     identity service (none of id, openid, profile, email, address, phone,
-//     full); /services/data/ accepts any live token, api being enough.
+//     full); /services/data/ needs api (or full): a live token without it
+//     gets the 401 INVALID_SESSION_ID "This session is not valid for use
+//     with the REST API" that a dead one gets too.
 //   - Token responses never carry expires_in; issued_at is a string of epoch
 //     milliseconds; signature is Base64(HMAC-SHA256(id + issued_at, secret)).
 //   - userinfo with a dead token answers 401, WWW-Authenticate

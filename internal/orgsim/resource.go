@@ -53,6 +53,20 @@ func mayReadIdentity(scope string) bool {
 	return false
 }
 
+// mayUseREST reports whether a token's scope reaches the REST API: api,
+// or full. Session ids (password grant) carry no scope and reach everything.
+func mayUseREST(scope string) bool {
+	if scope == "" {
+		return true
+	}
+	for _, s := range strings.Fields(scope) {
+		if s == "api" || s == "full" {
+			return true
+		}
+	}
+	return false
+}
+
 func allowGetPost(w http.ResponseWriter, r *http.Request) bool {
 	if r.Method == http.MethodGet || r.Method == http.MethodPost || r.Method == http.MethodHead {
 		return true
@@ -185,9 +199,17 @@ type sessionError struct {
 // serveData answers any /services/data/ path: limits, the version list, or
 // an empty object. A dead token gets 401 with a JSON array, as the REST API sends.
 func (o *Org) serveData(w http.ResponseWriter, r *http.Request) {
-	if _, ok := o.touch(bearerToken(r)); !ok {
+	t, ok := o.touch(bearerToken(r))
+	if !ok {
 		w.Header().Set("WWW-Authenticate", "Token")
 		writeJSON(w, http.StatusUnauthorized, []sessionError{{Message: "Session expired or invalid", ErrorCode: "INVALID_SESSION_ID"}})
+		return
+	}
+	if !mayUseREST(t.scope) {
+		// A live token whose scope lacks api (chatter_api, web, an identity
+		// scope...): refused with the same status and code as a dead one.
+		w.Header().Set("WWW-Authenticate", "Token")
+		writeJSON(w, http.StatusUnauthorized, []sessionError{{Message: "This session is not valid for use with the REST API", ErrorCode: "INVALID_SESSION_ID"}})
 		return
 	}
 	used := o.dataCalls.Add(1)

@@ -121,6 +121,30 @@ func TestIdentityNeedsAnIdentityScope(t *testing.T) {
 	}
 }
 
+// TestRESTNeedsTheAPIScope: a live token without api (or full), here one
+// with only chatter_api and id, is refused by the REST API with the 401
+// INVALID_SESSION_ID a dead session gets, though userinfo accepts it.
+func TestRESTNeedsTheAPIScope(t *testing.T) {
+	e := newEnv(t, orgsim.Options{})
+	e.org.AddApp(orgsim.App{ClientID: "3MVG9chatter", ClientSecret: "chatter-secret", RunAsUser: username, Scope: "chatter_api id"})
+	e.org.AddApp(orgsim.App{ClientID: "3MVG9full", ClientSecret: "full-secret", RunAsUser: username, Scope: "full"})
+	cc := func(id, secret string) tokenResponse {
+		return e.token(url.Values{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {secret}})
+	}
+	chatter := cc("3MVG9chatter", "chatter-secret")
+	r := e.get("/services/data/v62.0/limits", chatter.AccessToken)
+	if r.status != http.StatusUnauthorized || !strings.Contains(string(r.body), "This session is not valid for use with the REST API") ||
+		!strings.Contains(string(r.body), "INVALID_SESSION_ID") {
+		t.Errorf("limits with scope chatter_api: %d %s", r.status, r.body)
+	}
+	if r := e.get("/services/oauth2/userinfo", chatter.AccessToken); r.status != http.StatusOK {
+		t.Errorf("userinfo with scope chatter_api id: %s", r.describe())
+	}
+	if r := e.get("/services/data/v62.0/limits", cc("3MVG9full", "full-secret").AccessToken); r.status != http.StatusOK {
+		t.Errorf("limits with scope full: %d %s", r.status, r.body)
+	}
+}
+
 func TestRevokeAnswersUnsupportedTokenTypeForNoToken(t *testing.T) {
 	e := newEnv(t, orgsim.Options{})
 	r := e.post("/services/oauth2/revoke", url.Values{"token": {"not-a-salesforce-token"}})
