@@ -49,6 +49,10 @@ type Checker struct {
 	keeping atomic.Bool
 	// certExpiry collects the earliest certificate expiry during one check.
 	certExpiry time.Time
+	// apiMax is the org's daily API allowance (DailyApiRequests.Max) the
+	// last /limits answer gave; 0 when none did. A later "TotalRequests
+	// Limit exceeded" answer means none of it remains.
+	apiMax int64
 	// loginGate, when set, is asked right before each token request.
 	loginGate func(context.Context) error
 	// urls caches the parsed endpoint URLs (endpointURL).

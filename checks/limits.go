@@ -113,6 +113,12 @@ func (c *Checker) probeLimits(ctx context.Context, r *run, token, target string)
 			step.Outcome = OutcomeUnexpectedStatus
 			if oe := resp.oauthError(); oe != nil && strings.Contains(strings.ToUpper(oe.Code), "LIMIT_EXCEEDED") {
 				step.Outcome = OutcomeRateLimited
+				if c.apiMax > 0 && strings.Contains(oe.Description, "TotalRequests") {
+					// The daily allowance is used up: none of the Max the
+					// last answer gave remains (the metric and the warning
+					// say so rather than going blank).
+					r.res.APIRequests = &APIRequests{Max: c.apiMax, Remaining: 0}
+				}
 			}
 		default:
 			step.Outcome = OutcomeResourceRejected
@@ -122,6 +128,7 @@ func (c *Checker) probeLimits(ctx context.Context, r *run, token, target string)
 	step.Detail = fmt.Sprintf("answered %d: the token works", resp.status)
 	if a, ok := parseLimits(resp.body); ok {
 		r.res.APIRequests = &a
+		c.apiMax = a.Max
 		step.Detail += fmt.Sprintf(" (DailyApiRequests: %d of %d remaining)", a.Remaining, a.Max)
 	} else {
 		step.Detail += " (no DailyApiRequests in the answer)"

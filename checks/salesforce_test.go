@@ -339,3 +339,51 @@ func TestAPIAllowanceAndRefreshTokenWarnings(t *testing.T) {
 		t.Errorf("%s: %s", res.Outcome, res.Explanation)
 	}
 }
+
+// TestAPIAllowanceUsedUp: once the org's daily API allowance is gone the
+// REST API answers 403 REQUEST_LIMIT_EXCEEDED "TotalRequests Limit
+// exceeded.": rate_limited with advice about the org's API requests (not
+// the login rate), and none of the allowance remaining, so that the
+// metric and TokenAPIRequestsLow stay rather than going blank.
+func TestAPIAllowanceUsedUp(t *testing.T) {
+	w := newWorld(t, orgsim.Options{})
+	exceeded := orgsim.Fault{Status: 403, Body: `[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]`}
+
+	// Before any /limits answer the allowance is unknown.
+	w.org.SetFault(orgsim.EndpointResource, exceeded)
+	res := w.check(t, w.target("jwt_bearer"))
+	if res.Outcome != checks.OutcomeRateLimited || res.APIRequests != nil {
+		t.Fatalf("outcome %s, api requests %+v: %s", res.Outcome, res.APIRequests, res.Explanation)
+	}
+	w.org.ClearFaults()
+
+	c := checks.NewChecker(w.target("jwt_bearer"), checks.WithClock(w.clock.Now))
+	defer c.Close(context.Background())
+	first := c.Check(context.Background())
+	if first.Outcome != checks.OutcomeOK || first.APIRequests == nil {
+		t.Fatalf("first: %s %+v: %s", first.Outcome, first.APIRequests, first.Explanation)
+	}
+	w.org.SetFault(orgsim.EndpointResource, exceeded)
+	res = c.Check(context.Background())
+	assertNoCanary(t, res)
+	if res.Outcome != checks.OutcomeRateLimited {
+		t.Fatalf("outcome %s: %s", res.Outcome, res.Explanation)
+	}
+	if strings.Contains(res.Fix, "logins") || !strings.Contains(res.Fix, "API request limit") || !strings.Contains(res.Fix, "DailyApiRequests") {
+		t.Errorf("fix: %s", res.Fix)
+	}
+	if a := res.APIRequests; a == nil || a.Max != first.APIRequests.Max || a.Remaining != 0 {
+		t.Errorf("api requests %+v, want none of %d remaining", a, first.APIRequests.Max)
+	}
+	if !strings.Contains(res.Explanation, "Warning: 0 of the org's 15000 daily API requests remain") {
+		t.Errorf("explanation: %s", res.Explanation)
+	}
+
+	// Another limit (concurrent long requests) says nothing about the allowance.
+	w.org.SetFault(orgsim.EndpointResource, orgsim.Fault{Status: 403,
+		Body: `[{"message":"ConcurrentPerOrgLongTxn Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]`})
+	res = c.Check(context.Background())
+	if res.Outcome != checks.OutcomeRateLimited || res.APIRequests != nil || strings.Contains(res.Fix, "logins") {
+		t.Errorf("concurrent limit: %s %+v: %s", res.Outcome, res.APIRequests, res.Fix)
+	}
+}

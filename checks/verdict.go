@@ -37,7 +37,7 @@ func (c *Checker) verdict(r *run, in *introspection, pr probeResult) {
 			// a dead token: report what stopped the resource call instead.
 			c.conclude(r, pr.Outcome, fmt.Sprintf(
 				`Introspection at %s answered {"active": false}, and the resource call %s %s could not tell whether the `+
-					`token works (%s: %s).`, is.URL, pr.Method, pr.URL, pr.Outcome, pr.Detail), "")
+					`token works (%s: %s).`, is.URL, pr.Method, pr.URL, pr.Outcome, pr.Detail), c.probeFix(pr))
 		}
 		return
 	}
@@ -64,7 +64,7 @@ func (c *Checker) verdict(r *run, in *introspection, pr probeResult) {
 		c.conclude(r, OutcomeResourceRejected, fmt.Sprintf("%s the resource call %s %s %s.", what, pr.Method, pr.URL, pr.Detail), "")
 		return
 	case witnessInconclusive:
-		c.conclude(r, pr.Outcome, fmt.Sprintf("The resource call %s %s failed: %s.", pr.Method, pr.URL, pr.Detail), "")
+		c.conclude(r, pr.Outcome, fmt.Sprintf("The resource call %s %s failed: %s.", pr.Method, pr.URL, pr.Detail), c.probeFix(pr))
 		return
 	}
 	if broken := c.expectations(f); len(broken) > 0 {
@@ -80,6 +80,21 @@ func (c *Checker) verdict(r *run, in *introspection, pr probeResult) {
 		summary += " Note: revocation " + rv.Detail + "."
 	}
 	c.conclude(r, OutcomeOK, summary, "")
+}
+
+// probeFix is the advice for a resource call that told nothing, where the
+// outcome's standard advice is about the token endpoint: on Salesforce a
+// rate-limited resource call (REQUEST_LIMIT_EXCEEDED, 429) is the org's API
+// request limits, not the login rate. "" for the standard advice.
+func (c *Checker) probeFix(pr probeResult) string {
+	if pr.Outcome != OutcomeRateLimited || c.target.Provider != ProviderSalesforce {
+		return ""
+	}
+	return "The org's API request limit is used up (REQUEST_LIMIT_EXCEEDED; \"TotalRequests\" is the daily allowance, " +
+		"DailyApiRequests): every integration of the org is refused until the 24-hour window frees some, and the " +
+		"resource call says nothing about the token. Find the integration that spends it (Setup > Company Information " +
+		"> API Requests, Last 24 Hours; the API Usage report by connected app and user), slow it down, or raise the " +
+		"org's allowance with Salesforce."
 }
 
 // introspectionFix is the advice for a refused introspection whose
