@@ -280,6 +280,40 @@ func TestDashboardPanels(t *testing.T) {
 	}
 }
 
+// TestDashboardAnnotations: alerts are marked on every time panel, for the
+// orgs the variables pick.
+func TestDashboardAnnotations(t *testing.T) {
+	var b struct {
+		Annotations struct {
+			List []struct {
+				Name, Expr, TitleFormat string
+				Enable                  bool
+				Datasource              *dsRef
+			} `json:"list"`
+		} `json:"annotations"`
+	}
+	if err := json.Unmarshal(readCommitted(t), &b); err != nil {
+		t.Fatal(err)
+	}
+	var sources []string
+	for _, a := range b.Annotations.List {
+		if !a.Enable || a.Datasource == nil || a.Datasource.UID != "${datasource}" || a.TitleFormat == "" {
+			t.Errorf("%s: enabled %v, data source %+v, title %q; want it on, from the datasource variable, titled", a.Name, a.Enable, a.Datasource, a.TitleFormat)
+		}
+		if why := followsVariables(rowFleet, a.Expr); why != "" {
+			t.Errorf("%s: %s: %s", a.Name, a.Expr, why)
+		}
+		for _, m := range []string{"tokenwatch_alert_firing", "ALERTS{"} {
+			if strings.Contains(a.Expr, m) {
+				sources = append(sources, m)
+			}
+		}
+	}
+	if !slices.Equal(sources, []string{"tokenwatch_alert_firing", "ALERTS{"}) {
+		t.Errorf("annotations read %q, want tokenwatch's own alerts and the rules' ALERTS", sources)
+	}
+}
+
 func TestDashboardLayout(t *testing.T) {
 	b := decodeBoard(t)
 	var placed []panel
