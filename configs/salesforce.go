@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -24,24 +25,52 @@ const (
 )
 
 // SalesforceAudience is the jwt_bearer aud Salesforce expects for an org at
-// base (the org's url): https://test.salesforce.com for a sandboxes
-// (test.salesforce.com, *.sandbox.my.salesforce.com), https://login.salesforce.com
-// for production (login.salesforce.com, *.my.salesforce.com), and the URL
-// itself for anything else: an Experience Cloud site (*.my.site.com, a
-// custom domain) is its own audience.
+// base (the org's url): https://test.salesforce.com for a sandbox or scratch
+// org (test.salesforce.com, *.sandbox.my.salesforce.com,
+// *.scratch.my.salesforce.com, and the legacy cs instance hosts),
+// https://login.salesforce.com for production (login.salesforce.com,
+// *.my.salesforce.com, and the other *.salesforce.com instance hosts), and
+// the URL itself for anything else: an Experience Cloud site (*.my.site.com,
+// a custom domain) is its own audience, written as Salesforce shows it (host
+// in lower case, no default port, no trailing slash).
 func SalesforceAudience(base string) string {
 	u, err := url.Parse(base)
 	if err != nil || u.Host == "" {
 		return DefaultSalesforceAudience
 	}
-	host := strings.ToLower(u.Hostname())
+	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
 	switch {
-	case host == "test.salesforce.com" || strings.HasSuffix(host, ".sandbox.my.salesforce.com"):
+	case salesforceSandboxHost(host):
 		return SandboxSalesforceAudience
-	case host == "login.salesforce.com" || strings.HasSuffix(host, ".my.salesforce.com"):
+	case host == "salesforce.com" || strings.HasSuffix(host, ".salesforce.com"):
 		return DefaultSalesforceAudience
 	}
-	return strings.TrimRight(u.Scheme+"://"+u.Host+u.Path, "/")
+	hostport := host
+	if p := u.Port(); p != "" && !(u.Scheme == "https" && p == "443") && !(u.Scheme == "http" && p == "80") {
+		hostport = net.JoinHostPort(host, p)
+	}
+	return strings.TrimRight(u.Scheme+"://"+hostport+u.EscapedPath(), "/")
+}
+
+// salesforceSandboxHost reports whether host (lower case) is a sandbox's or
+// a scratch org's: test.salesforce.com, an enhanced sandbox or scratch My
+// Domain, or a legacy cs instance (csNN.salesforce.com, with or without a
+// My Domain before it).
+func salesforceSandboxHost(host string) bool {
+	if host == "test.salesforce.com" || strings.HasSuffix(host, ".sandbox.my.salesforce.com") ||
+		strings.HasSuffix(host, ".scratch.my.salesforce.com") {
+		return true
+	}
+	rest, ok := strings.CutSuffix(host, ".salesforce.com")
+	if !ok {
+		return false
+	}
+	rest = strings.TrimSuffix(rest, ".my")
+	if i := strings.LastIndexByte(rest, '.'); i >= 0 {
+		rest = rest[i+1:]
+	}
+	digits, ok := strings.CutPrefix(rest, "cs")
+	return ok && digits != "" && strings.Trim(digits, "0123456789") == ""
 }
 
 // salesforceLoginHost reports whether host is one of Salesforce's shared

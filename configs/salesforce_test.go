@@ -39,6 +39,21 @@ func TestJWTBearerAudienceFollowsTheHost(t *testing.T) {
 		{"https://ACME--UAT.SANDBOX.MY.SALESFORCE.COM", "https://test.salesforce.com"},
 		{"https://acme.my.site.com/partners/", "https://acme.my.site.com/partners"},
 		{"https://support.acme.com", "https://support.acme.com"},
+		// Ports, case, instance hosts, scratch orgs.
+		{"https://acme.my.salesforce.com:443/", "https://login.salesforce.com"},
+		{"https://LOGIN.Salesforce.com", "https://login.salesforce.com"},
+		{"https://acme.my.site.com:443/partners", "https://acme.my.site.com/partners"},
+		{"https://Acme.My.Site.Com/partners", "https://acme.my.site.com/partners"},
+		{"https://acme.my.site.com:8443/partners", "https://acme.my.site.com:8443/partners"},
+		{"https://acme--uat.sandbox.my.site.com/partners", "https://acme--uat.sandbox.my.site.com/partners"},
+		{"https://na85.salesforce.com", "https://login.salesforce.com"},
+		{"https://eu6.salesforce.com/", "https://login.salesforce.com"},
+		{"https://cs42.salesforce.com", "https://test.salesforce.com"},
+		{"https://acme--uat.cs42.my.salesforce.com", "https://test.salesforce.com"},
+		{"https://acme.develop.my.salesforce.com", "https://login.salesforce.com"},
+		{"https://acme-dev-ed.scratch.my.salesforce.com", "https://test.salesforce.com"},
+		{"https://cs-tools.my.salesforce.com", "https://login.salesforce.com"},
+		{"http://127.0.0.1:8080", "http://127.0.0.1:8080"},
 	} {
 		cfg := mustParse(t, `
 orgs:
