@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -160,10 +161,27 @@ func (w *orgFileWatcher) relevant(path string) (change, resync bool) {
 			return true, true
 		}
 		if filepath.Dir(path) == d && !strings.HasPrefix(base, ".") {
+			// A new directory a pattern reaches into (customers/NEW of
+			// customers/*/orgs.yml) is watched at once, whether or not
+			// the reload it causes succeeds.
+			if info, err := os.Stat(path); err == nil && info.IsDir() && w.patternDir(path) && !slices.Contains(w.wanted, path) {
+				w.wanted = append(w.wanted, path)
+				return true, true
+			}
 			return true, false
 		}
 	}
 	return w.files.WatchedFile(path), false
+}
+
+// patternDir reports whether dir is a directory a pattern's files are in.
+func (w *orgFileWatcher) patternDir(dir string) bool {
+	for _, p := range w.files.Patterns {
+		if ok, _ := filepath.Match(filepath.Dir(p), dir); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // Run turns file events into debounced Changed signals until stop closes.

@@ -146,3 +146,31 @@ func TestOrgFileWatcherChangeDuringLoad(t *testing.T) {
 		t.Errorf("a file dated in the future: %d reloads, want 0", n)
 	}
 }
+
+// TestOrgFileWatcherNewDirectory: a directory that a pattern reaches into
+// is watched as soon as it appears, before any reload succeeds.
+func TestOrgFileWatcherNewDirectory(t *testing.T) {
+	dir := t.TempDir()
+	w, err := newOrgFileWatcher(slog.New(slog.DiscardHandler), 50*time.Millisecond, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { w.Run(stop); close(done) }()
+	defer func() { close(stop); <-done; w.Close() }()
+	w.Watch(configs.OrgFiles{Patterns: []string{filepath.Join(dir, "*", "orgs.yml")}}, time.Now().Add(time.Hour))
+
+	if err := os.Mkdir(filepath.Join(dir, "initech"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if n := signals(w, 300*time.Millisecond); n != 1 {
+		t.Errorf("a new customer directory: %d reloads, want 1", n)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "initech", "orgs.yml"), []byte("[]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if n := signals(w, 300*time.Millisecond); n != 1 {
+		t.Errorf("an org file in it: %d reloads, want 1", n)
+	}
+}
