@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -100,6 +101,15 @@ func (c *Checker) probeLimits(ctx context.Context, r *run, token, target string)
 		step.Outcome, step.Detail = e.outcome, e.detail
 		return probeResult{*step, witnessInconclusive}
 	}
+	if code := authenticatedRefusal(resp); code != "" {
+		// The REST API knew the token and refused only this resource: the
+		// token works; /limits needs View Setup and Configuration, which a
+		// least-privilege integration user lacks.
+		step.Detail = fmt.Sprintf("answered %d %s: the token works; /limits needs the user's View Setup and "+
+			"Configuration permission", resp.status, code)
+		c.noteLimitInfo(r, step, resp.header)
+		return probeResult{*step, witnessAccepted}
+	}
 	if resp.status >= 400 {
 		w := judgeRefusal(resp)
 		if w == witnessRefused && resp.status == http.StatusForbidden {
@@ -130,10 +140,66 @@ func (c *Checker) probeLimits(ctx context.Context, r *run, token, target string)
 		r.res.APIRequests = &a
 		c.apiMax = a.Max
 		step.Detail += fmt.Sprintf(" (DailyApiRequests: %d of %d remaining)", a.Remaining, a.Max)
-	} else {
+	} else if !c.noteLimitInfo(r, step, resp.header) {
 		step.Detail += " (no DailyApiRequests in the answer)"
 	}
 	return probeResult{*step, witnessAccepted}
+}
+
+// authenticatedRefusal is the error code of a REST API answer that refused
+// the resource after accepting the token (403 INSUFFICIENT_ACCESS, 404
+// NOT_FOUND, in Salesforce's error array); "" for any other answer,
+// including those that refuse the token or the API itself
+// (INVALID_SESSION_ID, API_DISABLED_FOR_ORG, API_CURRENTLY_DISABLED).
+func authenticatedRefusal(resp *response) string {
+	if resp.status != http.StatusForbidden && resp.status != http.StatusNotFound {
+		return ""
+	}
+	oe := resp.oauthError()
+	if oe == nil {
+		return ""
+	}
+	switch oe.Code {
+	case "INSUFFICIENT_ACCESS", "NOT_FOUND":
+		return oe.Code
+	}
+	return ""
+}
+
+// noteLimitInfo keeps the daily API allowance from the Sforce-Limit-Info
+// header ("api-usage=USED/MAX"), which every REST API answer carries, when
+// the body gave none; it reports whether it did.
+func (c *Checker) noteLimitInfo(r *run, step *StepResult, h http.Header) bool {
+	a, ok := parseLimitInfo(h.Get("Sforce-Limit-Info"))
+	if !ok {
+		return false
+	}
+	r.res.APIRequests = &a
+	c.apiMax = a.Max
+	step.Detail += fmt.Sprintf(" (Sforce-Limit-Info: %d of %d daily API requests remaining)", a.Remaining, a.Max)
+	return true
+}
+
+// parseLimitInfo reads "api-usage=USED/MAX" from a Sforce-Limit-Info value
+// such as "api-usage=10018/100000; per-app-api-usage=...".
+func parseLimitInfo(v string) (APIRequests, bool) {
+	for _, part := range strings.FieldsFunc(v, func(r rune) bool { return r == ';' || r == ',' }) {
+		k, val, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || !strings.EqualFold(strings.TrimSpace(k), "api-usage") {
+			continue
+		}
+		u, m, ok := strings.Cut(strings.TrimSpace(val), "/")
+		if !ok {
+			return APIRequests{}, false
+		}
+		used, err1 := strconv.ParseInt(strings.TrimSpace(u), 10, 64)
+		limit, err2 := strconv.ParseInt(strings.TrimSpace(m), 10, 64)
+		if err1 != nil || err2 != nil || used < 0 || limit < 0 {
+			return APIRequests{}, false
+		}
+		return APIRequests{Max: limit, Remaining: max(limit-used, 0)}, true
+	}
+	return APIRequests{}, false
 }
 
 // parseLimits reads DailyApiRequests from a /limits answer.

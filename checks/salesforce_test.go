@@ -387,3 +387,48 @@ func TestAPIAllowanceUsedUp(t *testing.T) {
 		t.Errorf("concurrent limit: %s %+v: %s", res.Outcome, res.APIRequests, res.Fix)
 	}
 }
+
+// TestLimitsWithoutViewSetup: /limits needs the View Setup and
+// Configuration permission, which a least-privilege integration user
+// lacks; its 403 INSUFFICIENT_ACCESS (or 404 NOT_FOUND) comes after the
+// token was accepted, so the token works and the check is healthy. The
+// allowance then comes from the Sforce-Limit-Info header every REST answer
+// carries.
+func TestLimitsWithoutViewSetup(t *testing.T) {
+	w := newWorld(t, orgsim.Options{})
+	w.org.AddUser(orgsim.User{Username: "jwt@example.com", Password: "x", NoViewSetup: true})
+	res := w.check(t, w.target("jwt_bearer"))
+	if res.Outcome != checks.OutcomeOK {
+		t.Fatalf("outcome %s, want ok: %s", res.Outcome, res.Explanation)
+	}
+	pr := res.Step(checks.StepProbe)
+	if pr.Status != 403 || !strings.Contains(pr.Detail, "INSUFFICIENT_ACCESS") || !strings.Contains(pr.Detail, "View Setup and Configuration") {
+		t.Errorf("probe step %+v", pr)
+	}
+	if a := res.APIRequests; a == nil || a.Max != 15000 || a.Remaining <= 0 || a.Remaining >= a.Max {
+		t.Errorf("api requests %+v, want them from Sforce-Limit-Info", res.APIRequests)
+	}
+	// The same with the seed case: inactive introspection, working token.
+	tg := w.target("jwt_bearer")
+	tg.Introspection.Client = &checks.Client{ID: "pw-app", Secret: pwSecret, AuthMethod: checks.AuthClientSecretPost}
+	if res := w.check(t, tg); res.Outcome != checks.OutcomeIntrospectionNotPermitted {
+		t.Errorf("seed case: %s: %s", res.Outcome, res.Explanation)
+	}
+	// 404 NOT_FOUND in Salesforce's error array: the token was accepted too.
+	w.org.SetFault(orgsim.EndpointResource, orgsim.Fault{Status: 404,
+		Body: `[{"message":"The requested resource does not exist","errorCode":"NOT_FOUND"}]`})
+	if res := w.check(t, w.target("jwt_bearer")); res.Outcome != checks.OutcomeOK || res.APIRequests != nil {
+		t.Errorf("404 NOT_FOUND: %s %+v: %s", res.Outcome, res.APIRequests, res.Explanation)
+	}
+	// The API itself refused is still a failure, and a dead session still dead.
+	for _, f := range []orgsim.Fault{
+		{Status: 403, Body: `[{"message":"API is disabled for this User","errorCode":"API_CURRENTLY_DISABLED"}]`},
+		{Status: 401, Body: `[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]`},
+		{Status: 404, Body: `not found`},
+	} {
+		w.org.SetFault(orgsim.EndpointResource, f)
+		if res := w.check(t, w.target("jwt_bearer")); res.Outcome == checks.OutcomeOK {
+			t.Errorf("%d %s: ok", f.Status, f.Body)
+		}
+	}
+}

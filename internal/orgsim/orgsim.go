@@ -26,7 +26,9 @@
 //     identity service (none of id, openid, profile, email, address, phone,
 //     full); /services/data/ needs api (or full): a live token without it
 //     gets the 401 INVALID_SESSION_ID "This session is not valid for use
-//     with the REST API" that a dead one gets too.
+//     with the REST API" that a dead one gets too. /limits needs View Setup
+//     and Configuration (User.NoViewSetup: 403 INSUFFICIENT_ACCESS), and
+//     every REST answer carries Sforce-Limit-Info: api-usage=USED/MAX.
 //   - Token responses never carry expires_in; issued_at is a string of epoch
 //     milliseconds; signature is Base64(HMAC-SHA256(id + issued_at, secret)).
 //   - userinfo with a dead token answers 401, WWW-Authenticate
@@ -143,6 +145,10 @@ type User struct {
 	// IPRestricted refuses the user's logins as a profile's login IP
 	// ranges or login hours do ("IP restricted or invalid login hours").
 	IPRestricted bool
+	// NoViewSetup marks a user without the View Setup and Configuration
+	// permission, as least-privilege integration users are: the REST API's
+	// /limits refuses them (403 INSUFFICIENT_ACCESS) though their token works.
+	NoViewSetup bool
 }
 
 // Org is one simulated Salesforce org (one My Domain). It is safe for

@@ -1,6 +1,7 @@
 package orgsim
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -213,10 +214,19 @@ func (o *Org) serveData(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	used := o.dataCalls.Add(1)
+	// Every REST answer tells the org's daily API usage and allowance.
+	w.Header().Set("Sforce-Limit-Info", fmt.Sprintf("api-usage=%d/%d", used, dailyAPIRequests))
 	path := strings.TrimSuffix(r.URL.Path, "/")
+	o.mu.Lock()
+	noViewSetup := o.users[t.username] != nil && o.users[t.username].NoViewSetup
+	o.mu.Unlock()
 	switch {
 	case path == "/services/data":
 		writeJSON(w, http.StatusOK, []map[string]string{{"label": "Winter '25", "url": "/services/data/v" + apiVersion, "version": apiVersion}})
+	case strings.HasSuffix(path, "/limits") && noViewSetup:
+		// /limits needs View Setup and Configuration. The body is
+		// unverified: Salesforce's usual answer for a missing permission.
+		writeJSON(w, http.StatusForbidden, []sessionError{{Message: "Insufficient Privileges: You do not have the level of access necessary to perform the operation you requested.", ErrorCode: "INSUFFICIENT_ACCESS"}})
 	case strings.HasSuffix(path, "/limits"):
 		type limit struct {
 			Max       int64 `json:"Max"`

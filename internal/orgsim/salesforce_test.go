@@ -145,6 +145,25 @@ func TestRESTNeedsTheAPIScope(t *testing.T) {
 	}
 }
 
+// TestLimitsNeedsViewSetup: /limits refuses a user without View Setup and
+// Configuration with 403 INSUFFICIENT_ACCESS; every REST answer carries the
+// org's daily usage in Sforce-Limit-Info.
+func TestLimitsNeedsViewSetup(t *testing.T) {
+	e := newEnv(t, orgsim.Options{})
+	e.org.AddUser(orgsim.User{Username: username, Password: password, SecurityToken: securityToken, NoViewSetup: true})
+	tok := e.ccToken()
+	r := e.get("/services/data/v62.0/limits", tok)
+	if r.status != http.StatusForbidden || !strings.Contains(string(r.body), `"errorCode":"INSUFFICIENT_ACCESS"`) {
+		t.Errorf("limits without View Setup: %d %s", r.status, r.body)
+	}
+	if v := r.header.Get("Sforce-Limit-Info"); !strings.HasPrefix(v, "api-usage=") || !strings.HasSuffix(v, "/15000") {
+		t.Errorf("Sforce-Limit-Info = %q", v)
+	}
+	if r := e.get("/services/data/v62.0/sobjects", tok); r.status != http.StatusOK || r.header.Get("Sforce-Limit-Info") == "" {
+		t.Errorf("sobjects: %d %q", r.status, r.header.Get("Sforce-Limit-Info"))
+	}
+}
+
 func TestRevokeAnswersUnsupportedTokenTypeForNoToken(t *testing.T) {
 	e := newEnv(t, orgsim.Options{})
 	r := e.post("/services/oauth2/revoke", url.Values{"token": {"not-a-salesforce-token"}})
