@@ -48,6 +48,8 @@ func SalesforceAudience(base string) string {
 	hostport := host
 	if p := u.Port(); p != "" && !(u.Scheme == "https" && p == "443") && !(u.Scheme == "http" && p == "80") {
 		hostport = net.JoinHostPort(host, p)
+	} else if strings.Contains(host, ":") {
+		hostport = "[" + host + "]" // an IPv6 address
 	}
 	return strings.TrimRight(u.Scheme+"://"+hostport+u.EscapedPath(), "/")
 }

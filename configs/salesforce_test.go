@@ -54,6 +54,8 @@ func TestJWTBearerAudienceFollowsTheHost(t *testing.T) {
 		{"https://acme-dev-ed.scratch.my.salesforce.com", "https://test.salesforce.com"},
 		{"https://cs-tools.my.salesforce.com", "https://login.salesforce.com"},
 		{"http://127.0.0.1:8080", "http://127.0.0.1:8080"},
+		{"http://[::1]:8080/site", "http://[::1]:8080/site"},
+		{"http://[::1]:80/site", "http://[::1]/site"},
 	} {
 		cfg := mustParse(t, `
 orgs:
