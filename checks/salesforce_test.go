@@ -379,6 +379,13 @@ func TestAPIAllowanceUsedUp(t *testing.T) {
 		t.Errorf("explanation: %s", res.Explanation)
 	}
 
+	// A 429 at the resource call is no login refusal either.
+	w.org.SetFault(orgsim.EndpointResource, orgsim.Fault{Status: 429, Body: `{}`})
+	res = c.Check(context.Background())
+	if res.Outcome != checks.OutcomeRateLimited || strings.Contains(res.Fix, "logins per user") || !strings.Contains(res.Fix, "says nothing about the token") {
+		t.Errorf("429: %s: %s", res.Outcome, res.Fix)
+	}
+
 	// Another limit (concurrent long requests) says nothing about the allowance.
 	w.org.SetFault(orgsim.EndpointResource, orgsim.Fault{Status: 403,
 		Body: `[{"message":"ConcurrentPerOrgLongTxn Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]`})

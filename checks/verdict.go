@@ -90,6 +90,10 @@ func (c *Checker) probeFix(pr probeResult) string {
 	if pr.Outcome != OutcomeRateLimited || c.target.Provider != ProviderSalesforce {
 		return ""
 	}
+	if !strings.Contains(pr.Detail, "LIMIT_EXCEEDED") {
+		return "The resource call was rate limited, which says nothing about the token (logins were not refused): " +
+			"check less often; Retry-After, when sent, says how long to wait."
+	}
 	return "The org's API request limit is used up (REQUEST_LIMIT_EXCEEDED; \"TotalRequests\" is the daily allowance, " +
 		"DailyApiRequests): every integration of the org is refused until the 24-hour window frees some, and the " +
 		"resource call says nothing about the token. Find the integration that spends it (Setup > Company Information " +
