@@ -123,10 +123,11 @@ func (c *Checker) probeLimits(ctx context.Context, r *run, token, target string)
 			step.Outcome = OutcomeUnexpectedStatus
 			if oe := resp.oauthError(); oe != nil && strings.Contains(strings.ToUpper(oe.Code), "LIMIT_EXCEEDED") {
 				step.Outcome = OutcomeRateLimited
-				if c.apiMax > 0 && strings.Contains(oe.Description, "TotalRequests") {
-					// The daily allowance is used up: none of the Max the
-					// last answer gave remains (the metric and the warning
-					// say so rather than going blank).
+				// The answer's Sforce-Limit-Info tells the allowance; without
+				// it, "TotalRequests" means none of the Max the last answer
+				// gave remains (the metric and the warning say so rather
+				// than going blank).
+				if !c.noteLimitInfo(r, step, resp.header) && c.apiMax > 0 && strings.Contains(oe.Description, "TotalRequests") {
 					r.res.APIRequests = &APIRequests{Max: c.apiMax, Remaining: 0}
 				}
 			}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -379,6 +381,16 @@ func TestAPIAllowanceUsedUp(t *testing.T) {
 		t.Errorf("explanation: %s", res.Explanation)
 	}
 
+	// Sforce-Limit-Info, when the answer carries it, tells the allowance.
+	w.org.ClearFaults()
+	withHeader := checks.NewChecker(w.target("jwt_bearer"), checks.WithClock(w.clock.Now),
+		checks.WithTransport(limitsAnswer{status: 403, body: exceeded.Body, limitInfo: "api-usage=15007/15000; per-app-api-usage=3/100"}))
+	defer withHeader.Close(context.Background())
+	res = withHeader.Check(context.Background())
+	if a := res.APIRequests; res.Outcome != checks.OutcomeRateLimited || a == nil || a.Max != 15000 || a.Remaining != 0 {
+		t.Errorf("with Sforce-Limit-Info: %s %+v: %s", res.Outcome, a, res.Explanation)
+	}
+
 	// A 429 at the resource call is no login refusal either.
 	w.org.SetFault(orgsim.EndpointResource, orgsim.Fault{Status: 429, Body: `{}`})
 	res = c.Check(context.Background())
@@ -438,4 +450,19 @@ func TestLimitsWithoutViewSetup(t *testing.T) {
 			t.Errorf("%d %s: ok", f.Status, f.Body)
 		}
 	}
+}
+
+// limitsAnswer answers the REST API's /limits itself, with a
+// Sforce-Limit-Info header; every other request goes to the simulated org.
+type limitsAnswer struct {
+	status          int
+	body, limitInfo string
+}
+
+func (l limitsAnswer) RoundTrip(r *http.Request) (*http.Response, error) {
+	if !strings.HasSuffix(r.URL.Path, "/limits") {
+		return http.DefaultTransport.RoundTrip(r)
+	}
+	h := http.Header{"Content-Type": {"application/json"}, "Sforce-Limit-Info": {l.limitInfo}}
+	return &http.Response{StatusCode: l.status, Header: h, Body: io.NopCloser(strings.NewReader(l.body)), Request: r}, nil
 }
