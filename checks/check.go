@@ -9,6 +9,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"hash"
 	"net/http"
@@ -892,7 +893,7 @@ func sameOrigin(a, b *url.URL) bool {
 }
 
 func asClassified(err error, fallback Outcome) *classified {
-	if e, ok := err.(*classified); ok {
+	if e := (*classified)(nil); errors.As(err, &e) {
 		return e
 	}
 	return &classified{outcome: fallback, detail: err.Error()}

@@ -596,7 +596,7 @@ func rfcServer(t *testing.T, introspection string) *httptest.Server {
 	mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) {
 		id, secret, ok := r.BasicAuth()
 		if !ok || id != "rfc-client" || secret != "rfc%2Bsecret" {
-			w.WriteHeader(401)
+			w.WriteHeader(http.StatusUnauthorized)
 			fmt.Fprint(w, `{"error":"invalid_client"}`)
 			return
 		}
@@ -606,7 +606,7 @@ func rfcServer(t *testing.T, introspection string) *httptest.Server {
 	mux.HandleFunc("/revoke", func(w http.ResponseWriter, r *http.Request) {})
 	mux.HandleFunc("/userinfo", func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer opaque-CANARY-token-1" {
-			w.WriteHeader(401)
+			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
 		fmt.Fprint(w, `{"sub":"s1","preferred_username":"svc"}`)
@@ -674,7 +674,7 @@ func TestOversizedAnswerIsMalformed(t *testing.T) {
 func TestEchoedSecretsAreRedacted(t *testing.T) {
 	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.ParseForm()
-		w.WriteHeader(400)
+		w.WriteHeader(http.StatusBadRequest)
 		fmt.Fprintf(w, `{"error":"invalid_grant","error_description":"bad password %s for secret %s"}`,
 			r.PostForm.Get("password"), r.PostForm.Get("client_secret"))
 	}))

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -159,7 +160,7 @@ func startDaemon(t *testing.T, f *fixture) *daemon {
 			return false
 		}
 		resp.Body.Close()
-		return resp.StatusCode == 200
+		return resp.StatusCode == http.StatusOK
 	})
 	return d
 }
@@ -280,7 +281,7 @@ func TestDaemonEndToEnd(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 400 || !strings.Contains(string(body), "orgs[4].bogus_key: unknown key") {
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "orgs[4].bogus_key: unknown key") {
 		t.Errorf("bad reload answered %d: %s", resp.StatusCode, body)
 	}
 	_, metrics = d.get(t, "/metrics")
@@ -343,7 +344,7 @@ func runCommand(t *testing.T, f *fixture, args ...string) (int, string, string) 
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 		code = ee.ExitCode()
 	} else if err != nil {
 		t.Fatal(err)

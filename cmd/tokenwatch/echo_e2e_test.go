@@ -70,11 +70,11 @@ func requestSecrets(r *http.Request) []string {
 	return vals
 }
 
-// echoIdP is an OAuth server that refuses the password grant, grants
+// echoIDP is an OAuth server that refuses the password grant, grants
 // client_credentials, and puts every credential it is sent back in its
 // answers: error descriptions cut by the check, headers, bodies, token and
 // introspection members.
-func echoIdP(t *testing.T) *httptest.Server {
+func echoIDP(t *testing.T) *httptest.Server {
 	mux := http.NewServeMux()
 	writeJSON := func(w http.ResponseWriter, status int, v any) {
 		w.Header().Set("Content-Type", "application/json")
@@ -98,7 +98,7 @@ func echoIdP(t *testing.T) *httptest.Server {
 	mux.HandleFunc("/userinfo", func(w http.ResponseWriter, r *http.Request) {
 		echo := strings.NewReplacer("\n", " ", "\x1b", "", "\x07", "", `"`, "").Replace(echoForms(requestSecrets(r)...))
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token", error_description="`+strings.Repeat("~", 150)+echo+`"`)
-		w.WriteHeader(401)
+		w.WriteHeader(http.StatusUnauthorized)
 	})
 	mux.HandleFunc("/revoke", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 400, map[string]string{"error": "unsupported_token_type", "error_description": strings.Repeat("~", 190) + echoForms(requestSecrets(r)...)})
@@ -118,7 +118,7 @@ func echoReceiver(t *testing.T, refusals chan<- string) *httptest.Server {
 		case refusals <- r.URL.Path:
 		default:
 		}
-		w.WriteHeader(400)
+		w.WriteHeader(http.StatusBadRequest)
 		fmt.Fprint(w, strings.Repeat("x", 240)+r.Header.Get("Authorization")+" "+r.URL.Path+" "+echoForms(echoAMBearer, echoHookKey, echoHookSecret))
 	}))
 	t.Cleanup(srv.Close)
@@ -133,7 +133,7 @@ func echoReceiver(t *testing.T, refusals chan<- string) *httptest.Server {
 // logs at debug level, /metrics, /, /api/v1/orgs, /probe, diagnose as text
 // and JSON, and check-config.
 func TestEchoingServersLeakNothing(t *testing.T) {
-	idp := echoIdP(t)
+	idp := echoIDP(t)
 	refusals := make(chan string, 16)
 	receiver := echoReceiver(t, refusals)
 	f := &fixture{dir: t.TempDir()}

@@ -9,8 +9,9 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/tokenwatch/tokenwatch/internal/e2etest"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tokenwatch/tokenwatch/internal/e2etest"
 )
 
 const (

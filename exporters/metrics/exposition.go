@@ -135,7 +135,7 @@ var gzipWriters = sync.Pool{New: func() any {
 
 func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f := formatText
-	if expfmt.Negotiate(r.Header).FormatType() == expfmt.TypeProtoDelim {
+	if expfmt.NegotiateAccept(r.Header, expfmt.DefaultAcceptedFormats()...).FormatType() == expfmt.TypeProtoDelim {
 		f = formatProto
 	}
 	h.mu.Lock()

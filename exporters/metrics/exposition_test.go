@@ -3,6 +3,7 @@ package metrics
 import (
 	"bytes"
 	"compress/gzip"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -386,7 +387,7 @@ func scrapeProto(t testing.TB, h http.Handler) map[string]*dto.MetricFamily {
 	got := map[string]*dto.MetricFamily{}
 	for {
 		mf := &dto.MetricFamily{}
-		if err := dec.Decode(mf); err == io.EOF {
+		if err := dec.Decode(mf); errors.Is(err, io.EOF) {
 			break
 		} else if err != nil {
 			t.Fatal(err)

@@ -219,7 +219,7 @@ func TestStartTLS(t *testing.T) {
 	var tr tokenResponse
 	err = json.NewDecoder(resp.Body).Decode(&tr)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || err != nil || tr.InstanceURL != org.URL() {
+	if resp.StatusCode != http.StatusOK || err != nil || tr.InstanceURL != org.URL() {
 		t.Errorf("token over TLS: status %d, instance_url %q", resp.StatusCode, tr.InstanceURL)
 	}
 
