@@ -322,6 +322,14 @@ func (f *fixture) daemon(t *testing.T) {
 			t.Errorf("tokenwatch_introspection_active{org=%q} = %q (present=%v), want %s", org, got, ok, want)
 		}
 	}
+	// healthy-cc's token has only the api scope: its witness is the REST
+	// API's limits resource, whose daily allowance is exported.
+	if got := samples["tokenwatch_api_requests_max"]["healthy-cc"]; got != "15000" {
+		t.Errorf("tokenwatch_api_requests_max{org=\"healthy-cc\"} = %q, want 15000", got)
+	}
+	if _, ok := samples["tokenwatch_api_requests_max"]["healthy-password"]; ok {
+		t.Errorf("tokenwatch_api_requests_max for healthy-password, whose witness is userinfo")
+	}
 	// No token, so no introspection answer: the gauge must be absent.
 	if got, ok := samples["tokenwatch_introspection_active"]["wrong-secret"]; ok {
 		t.Errorf("tokenwatch_introspection_active{org=\"wrong-secret\"} = %s, want absent (no introspection answer)", got)

@@ -73,6 +73,8 @@ type Server struct {
 	tokens   map[string]*token
 	issued   []string
 	requests map[string]int
+	// apiCalls counts the REST API requests of the day.
+	apiCalls int
 	// badSignatures: token responses carry a signature made with the wrong key.
 	badSignatures bool
 }
@@ -92,6 +94,7 @@ func NewServer() *Server {
 	mux.HandleFunc("/services/oauth2/revoke", s.handleRevoke)
 	mux.HandleFunc("/services/oauth2/userinfo", s.handleUserInfo)
 	mux.HandleFunc("/id/", s.handleIdentity)
+	mux.HandleFunc("/services/data/", s.handleREST)
 	mux.HandleFunc("/.well-known/openid-configuration", s.handleDiscovery)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not found", http.StatusNotFound)
@@ -476,6 +479,12 @@ func (s *Server) handleUserInfo(w http.ResponseWriter, r *http.Request) {
 	if t == nil {
 		return
 	}
+	if t.scope != "" && !hasAnyScope(t.scope, "id", "openid", "profile", "email", "address", "phone", "full") {
+		// The identity service wants one of these scopes; an api-only
+		// token is refused though it is alive.
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "insufficient_scope", "error_description": "insufficient scope"})
+		return
+	}
 	local := strings.SplitN(u.username, "@", 2)[0]
 	writeJSON(w, http.StatusOK, map[string]any{
 		"sub":                s.identityURL(u),
@@ -514,6 +523,51 @@ func (s *Server) handleIdentity(w http.ResponseWriter, r *http.Request) {
 		"active":          true,
 		"urls":            map[string]string{"rest": s.ts.URL + "/services/data/v62.0/"},
 	})
+}
+
+// dailyAPIRequests is the org's daily allowance of REST API requests.
+const dailyAPIRequests = 15000
+
+// handleREST answers the REST API's limits resource, which any token with
+// the api scope may read; every REST call counts against the allowance.
+func (s *Server) handleREST(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, _ := s.bearerLocked(w, r)
+	if t == nil {
+		return
+	}
+	if t.scope != "" && !hasAnyScope(t.scope, "api", "full") {
+		writeJSON(w, http.StatusUnauthorized, []map[string]string{{
+			"message": "This session is not valid for use with the REST API", "errorCode": "INVALID_SESSION_ID",
+		}})
+		return
+	}
+	s.apiCalls++
+	w.Header().Set("Sforce-Limit-Info", fmt.Sprintf("api-usage=%d/%d", s.apiCalls, dailyAPIRequests))
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	if r.Method != http.MethodGet || len(parts) != 4 || parts[3] != "limits" || !strings.HasPrefix(parts[2], "v") {
+		writeJSON(w, http.StatusNotFound, []map[string]string{{
+			"message": "The requested resource does not exist", "errorCode": "NOT_FOUND",
+		}})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"DailyApiRequests":    map[string]int{"Max": dailyAPIRequests, "Remaining": dailyAPIRequests - s.apiCalls},
+		"DailyBulkApiBatches": map[string]int{"Max": 15000, "Remaining": 15000},
+		"DataStorageMB":       map[string]int{"Max": 5, "Remaining": 5},
+	})
+}
+
+func hasAnyScope(scope string, want ...string) bool {
+	for _, sc := range strings.Fields(scope) {
+		for _, w := range want {
+			if sc == w {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
