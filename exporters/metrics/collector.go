@@ -116,6 +116,9 @@ type Collector struct {
 
 	mu     sync.Mutex
 	counts map[string]*orgCounts
+	// prerender, when a /metrics handler serves the Collector, encodes an
+	// org's series as its check finishes (metricsHandler.prerender).
+	prerender func(info checks.Info, r *checks.Result, seq uint64, counts []prometheus.Metric)
 	// seq numbers the calls of Observe, so that a scrape prunes only the
 	// counts of orgs that were missing from its Source listing before it
 	// was taken, never those of an org added while the scrape ran.
@@ -232,7 +235,22 @@ func (c *Collector) Observe(info checks.Info, r *checks.Result) {
 		return
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	st := c.countLocked(info, r)
+	pre := c.prerender
+	var counts []prometheus.Metric
+	if pre != nil {
+		c.collectCounts(func(m prometheus.Metric) { counts = append(counts, m) }, info.Name, st)
+	}
+	seq := st.seq
+	c.mu.Unlock()
+	if pre != nil {
+		// The scrape finds the org's series encoded already.
+		pre(info, r, seq, counts)
+	}
+}
+
+// countLocked counts a finished check under c.mu and returns the org's counts.
+func (c *Collector) countLocked(info checks.Info, r *checks.Result) *orgCounts {
 	c.seq++
 	st, ok := c.counts[info.Name]
 	if !ok {
@@ -261,6 +279,7 @@ func (c *Collector) Observe(info checks.Info, r *checks.Result) {
 		}
 		h.observe(s.Duration.Seconds())
 	}
+	return st
 }
 
 // Fleet returns the fleet-wide step histogram, for the registry that

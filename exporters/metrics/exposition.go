@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,6 +57,12 @@ func (c *Collector) Handler(g prometheus.Gatherer, reg prometheus.Registerer, lo
 	}, []string{"cause"})
 	h.errors.WithLabelValues("gathering")
 	h.errors.WithLabelValues("encoding")
+	for i := range h.pending {
+		h.pending[i] = map[string]*orgText{}
+	}
+	c.mu.Lock()
+	c.prerender = h.prerender
+	c.mu.Unlock()
 	return h
 }
 
@@ -83,6 +90,16 @@ type metricsHandler struct {
 
 	// mu makes scrapes take turns: they share the caches.
 	mu sync.Mutex
+	// scrapeRenders counts the orgs scrapes had to encode themselves.
+	scrapeRenders int
+	// renderMu guards infoDescs and fams, which scrapes and prerender
+	// share; taken after mu.
+	renderMu sync.Mutex
+	// pending holds, per format, what prerender encoded since the last
+	// scrape, by org name; used marks the formats scrapers asked for.
+	pendMu  sync.Mutex
+	pending [formats]map[string]*orgText
+	used    [formats]atomic.Bool
 	// caches hold, per format, what each listed org's series encode to,
 	// by org name; a format no scraper asks for costs nothing.
 	caches [formats]map[string]*orgText
@@ -252,6 +269,11 @@ func (h *metricsHandler) write(w io.Writer, f format, others []*dto.MetricFamily
 func (h *metricsHandler) orgLines(f format, now time.Time) ([]*family, error) {
 	c := h.c
 	cache := h.caches[f]
+	h.used[f].Store(true)
+	h.pendMu.Lock()
+	maps.Copy(cache, h.pending[f])
+	clear(h.pending[f])
+	h.pendMu.Unlock()
 	c.mu.Lock()
 	mark := c.seq
 	c.mu.Unlock()
@@ -308,15 +330,28 @@ func (h *metricsHandler) orgLines(f format, now time.Time) ([]*family, error) {
 			}
 		}
 	}
-	if len(h.infoDescs) > maxInfoDescs {
-		// Label sets of orgs long gone: start afresh.
+	h.renderMu.Lock()
+	tooMany := len(h.infoDescs) > maxInfoDescs
+	if tooMany {
 		clear(h.infoDescs)
 		clear(h.fams)
+		h.pendMu.Lock()
+		for _, p := range h.pending {
+			clear(p)
+		}
+		h.pendMu.Unlock()
+	}
+	h.renderMu.Unlock()
+	if tooMany {
+		// Label sets of orgs long gone: start afresh.
 		for _, cache := range h.caches {
 			clear(cache)
 		}
 		return h.orgLines(f, now)
 	}
+	h.renderMu.Lock()
+	defer h.renderMu.Unlock()
+	h.scrapeRenders += len(todo)
 	for _, s := range todo {
 		t, err := h.render(f, s.o, s.seq, s.counts, now)
 		if err != nil {
@@ -341,11 +376,33 @@ func (h *metricsHandler) orgLines(f format, now time.Time) ([]*family, error) {
 	return fams, nil
 }
 
+// prerender encodes the series of an org whose check just finished, in the
+// formats scrapers ask for, so that a scrape (every 30 s, when half the orgs
+// of a minute's schedule changed) copies them instead of encoding them. A
+// scrape uses them only while they match the org's last result and counts
+// (orgText.valid), so a late or out-of-order one is merely wasted.
+func (h *metricsHandler) prerender(info checks.Info, r *checks.Result, seq uint64, counts []prometheus.Metric) {
+	for f := range formats {
+		if !h.used[f].Load() {
+			continue
+		}
+		// Stored under renderMu: a reset of the families (orgLines) drops
+		// what was encoded with the old ones.
+		h.renderMu.Lock()
+		if t, err := h.render(f, checks.OrgState{Info: info, Last: r}, seq, counts, time.Now()); err == nil {
+			h.pendMu.Lock()
+			h.pending[f][info.Name] = t
+			h.pendMu.Unlock()
+		} // else the scrape renders it again and reports the error
+		h.renderMu.Unlock()
+	}
+}
+
 // maxInfoDescs bounds the descriptors of tokenwatch_org_info kept for
 // label sets seen (one per distinct set of label names).
 const maxInfoDescs = 1000
 
-// render encodes the series of org o in format f: its info, counts (taken
+// render (under renderMu) encodes the series of org o in format f: its info, counts (taken
 // by the caller under the Collector's lock) and last result.
 func (h *metricsHandler) render(f format, o checks.OrgState, seq uint64, counts []prometheus.Metric, now time.Time) (*orgText, error) {
 	c := h.c

@@ -228,7 +228,9 @@ func TestAcceptsGzip(t *testing.T) {
 // through the handler with the same scrape through client_golang's
 // promhttp handler over a registry with the Collector: b.N scrapes, each
 // after 1/60 of the orgs got a new result (a scrape every second with
-// every org on @every 1m). Compare the two as a ratio from one run.
+// every org on @every 1m), or half of them (handler-half-changed: a scrape
+// every 30 s). The results' arrival, where the handler encodes them, is
+// not timed. Compare the figures as ratios from one run.
 func BenchmarkScrape(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		src := &fakeSource{}
@@ -248,7 +250,8 @@ func BenchmarkScrape(b *testing.B) {
 			}
 		}
 		publishAll(0, n)
-		for _, impl := range []string{"handler", "handler-protobuf", "promhttp"} {
+		for _, impl := range []string{"handler", "handler-protobuf", "promhttp", "handler-half-changed"} {
+			half := impl == "handler-half-changed"
 			b.Run(fmt.Sprintf("%s/orgs=%d", impl, n), func(b *testing.B) {
 				reg := prometheus.NewRegistry()
 				var h http.Handler
@@ -267,13 +270,22 @@ func BenchmarkScrape(b *testing.B) {
 				h.ServeHTTP(first, req)
 				size := first.n
 				req.Header.Set("Accept-Encoding", "gzip")
+				// 1/60 of the orgs changed: a scrape a second; half of
+				// them: Prometheus' 30 s interval at @every 1m.
 				step := max(n/60, 1)
+				if half {
+					step = n / 2
+				}
 				at := 0
 				var sent int
 				b.ReportAllocs()
 				for b.Loop() {
+					// Results arrive between scrapes (and are encoded
+					// then, by the handler): only the scrape is timed.
+					b.StopTimer()
 					publishAll(at, min(at+step, n))
 					at = (at + step) % n
+					b.StartTimer()
 					w := &discardWriter{header: http.Header{}}
 					h.ServeHTTP(w, req)
 					sent = w.n
@@ -398,4 +410,34 @@ func scrapeProto(t testing.TB, h http.Handler) map[string]*dto.MetricFamily {
 		got[mf.GetName()] = mf
 	}
 	return got
+}
+
+// A check that finishes between two scrapes is encoded as it finishes, in
+// the formats scrapers ask for: the next scrape copies it.
+func TestFinishedChecksAreEncodedBeforeTheScrape(t *testing.T) {
+	acme, beta := acmeInfo(), betaInfo()
+	src := newSource(acme, beta)
+	c := NewCollector(src)
+	ref := prometheus.NewPedanticRegistry()
+	ref.MustRegister(c)
+	own := prometheus.NewRegistry()
+	h := c.Handler(own, own, slog.New(slog.DiscardHandler)).(*metricsHandler)
+	scrape(t, h, true)
+	scrapeProto(t, h)
+	before := h.scrapeRenders
+	src.publish(c, acme, acmeFirst())
+	src.publish(c, beta, betaNotPermitted())
+	got := strings.TrimSpace(withoutFamilies(normalized(t, scrape(t, h, true)), "promhttp_metric_handler_errors_total", "tokenwatch_fleet_step_duration_seconds"))
+	proto := scrapeProto(t, h)
+	if n := h.scrapeRenders - before; n != 0 {
+		t.Errorf("the scrapes encoded %d orgs themselves, want none", n)
+	}
+	want := strings.TrimSpace(withoutFamilies(collected(t, ref), "tokenwatch_fleet_step_duration_seconds"))
+	if got != want {
+		t.Errorf("text differs from Collect\n got:\n%s\nwant:\n%s", got, want)
+	}
+	delete(proto, "promhttp_metric_handler_errors_total")
+	if p := strings.TrimSpace(normalizedFamilies(t, proto)); p != want {
+		t.Errorf("protobuf differs from Collect\n got:\n%s\nwant:\n%s", p, want)
+	}
 }
