@@ -298,33 +298,26 @@ func doRun(ctx context.Context, e *env, rc RunConfig) (*RunResult, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for mctx.Err() == nil && !r.proc.exited() {
-				resp, err := quick.Get(r.base + "/-/healthy")
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode == http.StatusOK {
-						r.mu.Lock()
-						r.up = time.Since(r.launch).Seconds()
-						r.mu.Unlock()
-						break
+			// When path first answers 200, in seconds since the launch.
+			waitOK := func(path string, every time.Duration, at *float64) bool {
+				for mctx.Err() == nil && !r.proc.exited() {
+					resp, err := quick.Get(r.base + path)
+					if err == nil {
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						if resp.StatusCode == http.StatusOK {
+							r.mu.Lock()
+							*at = time.Since(r.launch).Seconds()
+							r.mu.Unlock()
+							return true
+						}
 					}
+					time.Sleep(every)
 				}
-				time.Sleep(5 * time.Millisecond)
+				return false
 			}
-			for mctx.Err() == nil && !r.proc.exited() {
-				resp, err := quick.Get(r.base + "/-/ready")
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode == http.StatusOK {
-						r.mu.Lock()
-						r.ready = time.Since(r.launch).Seconds()
-						r.mu.Unlock()
-						return
-					}
-				}
-				time.Sleep(20 * time.Millisecond)
+			if waitOK("/-/healthy", 5*time.Millisecond, &r.up) {
+				waitOK("/-/ready", 20*time.Millisecond, &r.ready)
 			}
 		}()
 	}

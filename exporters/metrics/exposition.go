@@ -457,11 +457,8 @@ func (h *metricsHandler) render(f format, o checks.OrgState, seq uint64, counts 
 			if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
 				return nil, fmt.Errorf("org %s: %w", o.Info.Name, err)
 			}
-			text := buf.Bytes()
-			for bytes.HasPrefix(text, []byte("# ")) {
-				text = text[bytes.IndexByte(text, '\n')+1:]
-			}
-			b = bytes.Clone(text)
+			_, lines := cutHeader(buf.Bytes())
+			b = bytes.Clone(lines)
 		}
 		t.lines = append(t.lines, familyLines{fam: fam, text: b})
 	}
@@ -495,13 +492,9 @@ func (h *metricsHandler) family(desc *prometheus.Desc, d *dto.Metric) (*family, 
 	if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
 		return nil, err
 	}
-	text := buf.Bytes()
-	end := 0
-	for bytes.HasPrefix(text[end:], []byte("# ")) {
-		end += bytes.IndexByte(text[end:], '\n') + 1
-	}
+	header, _ := cutHeader(buf.Bytes())
 	f := &family{name: name}
-	f.header[formatText] = bytes.Clone(text[:end])
+	f.header[formatText] = bytes.Clone(header)
 	mf.Metric = nil
 	pb, err := proto.Marshal(mf)
 	if err != nil {
@@ -510,6 +503,16 @@ func (h *metricsHandler) family(desc *prometheus.Desc, d *dto.Metric) (*family, 
 	f.header[formatProto] = pb
 	h.fams[desc] = f
 	return f, nil
+}
+
+// cutHeader splits a family's text exposition into its comment lines
+// (HELP and TYPE) and its samples.
+func cutHeader(text []byte) (header, lines []byte) {
+	end := 0
+	for bytes.HasPrefix(text[end:], []byte("# ")) {
+		end += bytes.IndexByte(text[end:], '\n') + 1
+	}
+	return text[:end], text[end:]
 }
 
 // describe reads the name and help of a descriptor from its String form,
